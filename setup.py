@@ -1,0 +1,25 @@
+"""Installs tinynet: reproductions of five small-image classification papers in Keras 3."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tinynet",
+    version="0.1.0",
+    description=(
+        "Tiny ImageNet and CIFAR reproductions (DenseNet Models 1/2, ResNets, DenResNet, "
+        "Multi-ResNet, ResNet design space) in TensorFlow/Keras 3, resumable after a lost session."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["tinynet", "tinynet.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy",
+        "pandas",
+        "matplotlib",
+        "imgaug==0.4.0",
+        "opencv-python",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
