@@ -1,0 +1,155 @@
+"""DenseNet Model 1 and Model 2 for Tiny ImageNet (Abai & Rajmalwar 2019, arXiv:1904.10429).
+
+Reproduced as in the original authors' Keras code (ZohebAbai/Tiny-ImageNet-Challenge), which
+seed 002 (Chang, Wang & Cao, "DenseNet Models for Tiny ImageNet Classification") rebuilt with
+the functional helpers ``add_layer``, ``add_block`` and ``concat_blocks`` kept here.
+
+Model 1 (space-to-depth skips, fully convolutional, 17,927,040 parameters at 200 classes):
+    block 1  conv 32, 64, 128, 256, 512 -> maxpool                        -> skip 1
+    block 2  conv 64, 128, 256, 512, 1024 -> maxpool; concat[s2d(skip 1), x] -> skip 2
+    block 3  conv 32, 128, 256, 512, 1024 -> maxpool; concat[s2d(skip 2), x]
+    head     conv 1x1 -> classes (no bias), BN, global average pool, softmax
+  Every 3x3 conv has no bias and is followed by BN and ReLU. 59.5% top-1 validation accuracy
+  published after the five-stage progressive-resizing protocol (experiments/densenet_model1.py).
+
+Model 2 (concatenation skips, 64x64 input, 11,822,920 parameters at 200 classes):
+    block 1  conv 32                                                      -> skip 1
+    block b  conv n x4; concat[skip, x]; BN; ReLU; maxpool -> skip  (n = 128, 256, 512)
+    head     conv 1x1 -> classes, global average pool, softmax (no BN)
+  Convs have biases, VarianceScaling initialisation and L2(2e-4). 62.73% published after the
+  six-phase CyclicLR protocol.
+
+Both builders take ``width`` (multiplies every hidden filter count; 1.0 is the paper) so tests
+and CPU demos can use a small variant, and ``data_format``: the input is always NHWC (the input
+pipeline's layout) and a ``channels_first`` model transposes once at its input.
+"""
+import keras
+from keras import layers
+
+from tinynet.layers import SpaceToDepth
+from tinynet.layers.data_format import standardize_data_format
+from tinynet.models.registry import register_model
+
+MODEL1_BLOCKS = ((32, 64, 128, 256, 512), (64, 128, 256, 512, 1024), (32, 128, 256, 512, 1024))
+MODEL2_STEM = 32
+MODEL2_BLOCKS = ((128,) * 4, (256,) * 4, (512,) * 4)
+MODEL2_L2 = 2e-4
+
+
+def _channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def _scaled(filters, width):
+    return max(1, int(round(filters * width)))
+
+
+def add_layer(x, filters, *, name, data_format="channels_last", kernel_size=3, use_bias=False,
+              kernel_initializer="glorot_uniform", kernel_regularizer=None):
+    """One conv -> BatchNormalization -> ReLU unit, the building brick of both models."""
+    x = layers.Conv2D(
+        filters, kernel_size, padding="same", use_bias=use_bias, data_format=data_format,
+        kernel_initializer=kernel_initializer, kernel_regularizer=kernel_regularizer,
+        bias_regularizer=kernel_regularizer if use_bias else None, name=f"{name}_conv",
+    )(x)
+    x = layers.BatchNormalization(axis=_channel_axis(data_format), name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def add_block(x, filters, *, name, data_format="channels_last", pool=True, **conv_kwargs):
+    """A stack of ``add_layer`` units (one per entry of ``filters``), optionally max-pooled 2x2."""
+    for i, f in enumerate(filters, start=1):
+        x = add_layer(x, f, name=f"{name}_layer{i}", data_format=data_format, **conv_kwargs)
+    if pool:
+        x = layers.MaxPooling2D(2, data_format=data_format, name=f"{name}_pool")(x)
+    return x
+
+
+def concat_blocks(skip, x, *, name, data_format="channels_last", space_to_depth=None):
+    """Concatenates ``[skip, x]`` on channels; ``space_to_depth=b`` first folds ``skip`` by b."""
+    if space_to_depth:
+        skip = SpaceToDepth(space_to_depth, data_format=data_format, name=f"{name}_s2d")(skip)
+    return layers.Concatenate(axis=_channel_axis(data_format), name=f"{name}_concat")([skip, x])
+
+
+def _input(input_shape, data_format):
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if data_format == "channels_first":
+        x = layers.Permute((3, 1, 2), name="to_channels_first")(x)
+    return inputs, x
+
+
+def _head(x, num_classes, classifier_activation, data_format, **conv_kwargs):
+    x = layers.Conv2D(num_classes, 1, data_format=data_format, name="head_conv", **conv_kwargs)(x)
+    return x
+
+
+def build_densenet_model1(input_shape=(None, None, 3), num_classes=200, include_top=True,
+                          classifier_activation="softmax", width=1.0, data_format=None,
+                          name="densenet_model1"):
+    """Model 1 (see module docstring). ``include_top=False`` returns the last concatenation."""
+    data_format = standardize_data_format(data_format)
+    inputs, x = _input(input_shape, data_format)
+    skip = None
+    for b, filters in enumerate(MODEL1_BLOCKS, start=1):
+        x = add_block(x, [_scaled(f, width) for f in filters], name=f"block{b}",
+                      data_format=data_format)
+        if skip is not None:
+            x = concat_blocks(skip, x, name=f"block{b}", data_format=data_format,
+                              space_to_depth=2)
+        skip = x
+    if include_top:
+        x = _head(x, num_classes, classifier_activation, data_format, use_bias=False)
+        x = layers.BatchNormalization(axis=_channel_axis(data_format), name="head_bn")(x)
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
+        x = layers.Activation(classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def build_densenet_model2(input_shape=(64, 64, 3), num_classes=200, include_top=True,
+                          classifier_activation="softmax", width=1.0, data_format=None,
+                          l2=MODEL2_L2, name="densenet_model2"):
+    """Model 2 (see module docstring). ``l2`` is the L2 factor on every kernel and bias."""
+    data_format = standardize_data_format(data_format)
+    conv = dict(use_bias=True, kernel_initializer="VarianceScaling",
+                kernel_regularizer=keras.regularizers.L2(l2) if l2 else None)
+    axis = _channel_axis(data_format)
+    inputs, x = _input(input_shape, data_format)
+    x = add_layer(x, _scaled(MODEL2_STEM, width), name="block1_layer1", data_format=data_format,
+                  **conv)
+    skip = x
+    for b, filters in enumerate(MODEL2_BLOCKS, start=2):
+        x = add_block(skip, [_scaled(f, width) for f in filters], name=f"block{b}",
+                      data_format=data_format, pool=False, **conv)
+        x = concat_blocks(skip, x, name=f"block{b}", data_format=data_format)
+        x = layers.BatchNormalization(axis=axis, name=f"block{b}_concat_bn")(x)
+        x = layers.Activation("relu", name=f"block{b}_concat_relu")(x)
+        x = layers.MaxPooling2D(2, data_format=data_format, name=f"block{b}_pool")(x)
+        skip = x
+    if include_top:
+        x = _head(x, num_classes, classifier_activation, data_format,
+                  use_bias=True, kernel_initializer=conv["kernel_initializer"],
+                  kernel_regularizer=conv["kernel_regularizer"],
+                  bias_regularizer=conv["kernel_regularizer"])
+        x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
+        x = layers.Activation(classifier_activation, name="predictions")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+@register_model(paper="Abai & Rajmalwar 2019 (seed 002), DenseNet Model 1",
+                input_shape=(None, None, 3), num_classes=200,
+                total_params=17_927_040, trainable_params=17_916_784)
+def densenet_model1(input_shape=(None, None, 3), num_classes=200, include_top=True,
+                    classifier_activation="softmax", width=1.0, data_format=None):
+    return build_densenet_model1(input_shape, num_classes, include_top, classifier_activation,
+                                 width, data_format)
+
+
+@register_model(paper="Abai & Rajmalwar 2019 (seed 002), DenseNet Model 2",
+                input_shape=(64, 64, 3), num_classes=200,
+                total_params=11_822_920, trainable_params=11_812_680)
+def densenet_model2(input_shape=(64, 64, 3), num_classes=200, include_top=True,
+                    classifier_activation="softmax", width=1.0, data_format=None, l2=MODEL2_L2):
+    return build_densenet_model2(input_shape, num_classes, include_top, classifier_activation,
+                                 width, data_format, l2)
