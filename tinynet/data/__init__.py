@@ -1,0 +1,1 @@
+"""Datasets on disk (Tiny ImageNet and a generated look-alike), decoding, and the tf.data pipeline."""

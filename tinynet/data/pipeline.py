@@ -1,0 +1,156 @@
+"""The tf.data input pipeline: decode once, then per batch gather -> resize -> augment -> scale.
+
+Data order is a pure function of ``(seed, sample position)``: the training stream is an endless
+sequence of permutations of the training set, permutation ``p`` drawn from
+``numpy.random.default_rng([seed, p])``, and epoch ``e`` reads the ``steps * batch`` positions
+after everything epochs ``0..e-1`` consumed. A run resumed at any epoch therefore sees exactly
+the batches an uninterrupted run would, and a pass over the data is still a pass (the original
+notebook's "epoch" is 200 batches of a ``flow_from_directory`` stream, not a pass).
+
+All work after decoding is per batch (one gather, one resize, one augmentation call), never per
+image in Python. Resizing defaults to nearest neighbour, as ``flow_from_directory`` did.
+"""
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tinynet.data.images import decode_file, decode_images
+from tinynet.errors import TinynetError
+
+AUTOTUNE = tf.data.AUTOTUNE
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos3")
+
+
+@dataclasses.dataclass
+class ImageSet:
+    """One split: labels plus either the decoded images (``images``) or the file ``paths``."""
+
+    labels: np.ndarray
+    image_size: int
+    images: np.ndarray | None = None
+    paths: list | None = None
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def in_memory(self):
+        return self.images is not None
+
+
+def _available_memory_bytes():
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def load_split(split, image_size=64, cache="auto", skip_corrupt=False):
+    """Builds an ``ImageSet`` from a ``tiny_imagenet.Split``.
+
+    ``cache="memory"`` decodes every image once into RAM (uint8); ``"none"`` reads and decodes
+    files every epoch (after one pass that checks every file decodes); ``"auto"`` caches when
+    the decoded split takes under half of the available memory.
+    """
+    if cache not in ("auto", "memory", "none"):
+        raise TinynetError(f"--cache must be auto, memory or none, not {cache!r}")
+    if split.labels is None:
+        raise TinynetError("this split has no labels; only train and val can be loaded for training")
+    if cache == "auto":
+        need = len(split) * image_size * image_size * 3
+        free = _available_memory_bytes()
+        cache = "memory" if free is None or need < free // 2 else "none"
+    images, kept = decode_images(split.paths, image_size, skip_corrupt, keep=cache == "memory")
+    labels = np.asarray(split.labels, np.int32)[kept]
+    paths = [split.paths[i] for i in kept]
+    return ImageSet(labels=labels, image_size=image_size, images=images,
+                    paths=None if cache == "memory" else paths)
+
+
+def sample_indices(n, seed, start, count):
+    """Positions ``[start, start + count)`` of the stream of seeded permutations of ``range(n)``."""
+    if count <= 0:
+        return np.zeros(0, np.int64)
+    first, last = start // n, (start + count - 1) // n
+    stream = np.concatenate([np.random.default_rng([seed, p]).permutation(n)
+                             for p in range(first, last + 1)])
+    offset = start - first * n
+    return stream[offset:offset + count]
+
+
+def _batch_source(image_set):
+    """A graph function ``indices -> (uint8 images, int32 labels)`` for one batch."""
+    labels = tf.constant(image_set.labels)
+    size = image_set.image_size
+    if image_set.in_memory:
+        with tf.device("/cpu:0"):
+            images = tf.constant(image_set.images)
+        return lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))
+    paths = tf.constant(np.asarray(image_set.paths, dtype=object).astype(str))
+
+    def from_files(idx):
+        batch = tf.map_fn(lambda p: decode_file(p, size), tf.gather(paths, idx),
+                          fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+        return batch, tf.gather(labels, idx)
+
+    return from_files
+
+
+def resize_batch(images, resolution, interpolation="nearest"):
+    """uint8 batch -> uint8 batch at ``resolution`` (identity when the size already matches)."""
+    if interpolation not in INTERPOLATIONS:
+        raise TinynetError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, "
+                           f"not {interpolation!r}")
+    if images.shape[1] == resolution and images.shape[2] == resolution:
+        return images
+    resized = tf.image.resize(images, [resolution, resolution], method=interpolation)
+    if interpolation != "nearest":
+        resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+    return resized
+
+
+def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, batch_size,
+                  sample_offset, resolution, augment=None, interpolation="nearest",
+                  num_parallel_calls=AUTOTUNE):
+    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32 in [0, 1], y int32)``.
+
+    ``sample_offset`` is the stream position where ``first_epoch`` starts. ``augment``, if
+    given, is called once per batch as ``augment(uint8 images, int64 [seed, epoch, step])``
+    and returns uint8 images of the same shape.
+    """
+    total = num_epochs * steps_per_epoch
+    idx = sample_indices(len(image_set), seed, sample_offset, total * batch_size)
+    idx = idx.reshape(total, batch_size)
+    epochs = np.repeat(np.arange(first_epoch, first_epoch + num_epochs), steps_per_epoch)
+    steps = np.tile(np.arange(steps_per_epoch), num_epochs)
+    keys = np.stack([np.full(total, seed), epochs, steps], axis=1).astype(np.int64)
+    source = _batch_source(image_set)
+
+    def load(batch_idx, key):
+        images, labels = source(batch_idx)
+        images = resize_batch(images, resolution, interpolation)
+        if augment is not None:
+            images = augment(images, key)
+        return tf.cast(images, tf.float32) / 255.0, labels
+
+    ds = tf.data.Dataset.from_tensor_slices((idx, keys))
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    return ds.prefetch(AUTOTUNE)
+
+
+def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"):
+    """The whole split in order, once, as ``(x float32 in [0, 1], y int32)`` batches."""
+    resolution = resolution or image_set.image_size
+    n = len(image_set)
+    idx = np.arange(n)
+    source = _batch_source(image_set)
+
+    def load(batch_idx):
+        images, labels = source(batch_idx)
+        images = resize_batch(images, resolution, interpolation)
+        return tf.cast(images, tf.float32) / 255.0, labels
+
+    ds = tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
+    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
