@@ -1,0 +1,50 @@
+"""Runs an imgaug recipe inside tf.data through ``tf.numpy_function``, once per batch.
+
+- One Python call per batch (imgaug augments the whole batch); the output gets the input's
+  static shape back, since ``numpy_function`` loses it.
+- Randomness is seeded from ``(seed, epoch, step)`` of the batch, so the same batch is
+  augmented identically in an uninterrupted and a resumed run, whatever the thread timing.
+- tf.data may run several batches at once (``num_parallel_calls``): each thread gets its own
+  augmenter (reseeding a shared one would race), and OpenCV's own thread pool is switched off
+  (``cv2.setNumThreads(0)``) so parallel calls do not oversubscribe or deadlock it.
+"""
+import threading
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from tinynet.augment.recipes import build_recipe
+
+
+class ImgaugAugment:
+    """``ImgaugAugment(recipe)(images_uint8, key_int64[3]) -> images_uint8`` for tf.data."""
+
+    def __init__(self, recipe):
+        self.recipe = recipe
+        build_recipe(recipe)  # fail now, not inside tf.data, on an unknown name
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.calls = 0  # Python calls made (one per batch); read by tests and benchmarks
+        cv2.setNumThreads(0)
+
+    def _augmenter(self):
+        aug = getattr(self._local, "augmenter", None)
+        if aug is None:
+            aug = self._local.augmenter = build_recipe(self.recipe)
+        return aug
+
+    def augment_numpy(self, images, key):
+        """Augments a uint8 NHWC batch with randomness seeded by ``key`` (e.g. seed, epoch, step)."""
+        with self._lock:
+            self.calls += 1
+        aug = self._augmenter()
+        entropy = np.random.SeedSequence([int(k) for k in np.asarray(key).ravel()])
+        aug.seed_(int(entropy.generate_state(1, np.uint32)[0]))
+        out = aug(images=np.asarray(images))
+        return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
+
+    def __call__(self, images, key):
+        out = tf.numpy_function(self.augment_numpy, [images, key], tf.uint8, stateful=False)
+        out.set_shape(images.shape)
+        return out
