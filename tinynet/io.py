@@ -12,6 +12,11 @@ import tensorflow as tf
 
 gfile = tf.io.gfile
 
+# mkstemp creates files readable by the owner only; run-directory files should get the usual
+# permissions (a run dir is often shared or synced), so the process umask is applied instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def is_local(path):
     return "://" not in str(path)
@@ -66,6 +71,7 @@ def atomic_write(path, write_fn):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=parent)
         os.close(fd)
         try:
+            os.chmod(tmp, 0o666 & ~_UMASK)
             write_fn(tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -1,0 +1,98 @@
+"""Epoch checkpoints: every model variable, every optimizer variable and the run's state, in
+one ``.npz`` file written atomically.
+
+A checkpoint holds (as arrays) ``model.variables`` -- weights, BatchNormalization moving
+statistics and any SeedGenerator state -- and ``optimizer.variables`` -- iteration count,
+learning rate, moments -- plus a JSON ``meta`` record: the number of completed epochs, every
+callback's state, the best metric so far, the data-order seed and the history rows. Arrays are
+float32 copies of the variables, so restoring is bit-exact.
+
+Files are ``checkpoints/ckpt-<completed epochs>.npz``; the newest ``keep`` are kept. A kill
+while writing leaves only a temporary file (ignored), and a checkpoint that cannot be read is
+skipped in favour of the one before it.
+"""
+import io
+import json
+import re
+import zipfile
+
+import numpy as np
+
+from tinynet import io as tio
+from tinynet.errors import TinynetError
+
+FOLDER = "checkpoints"
+_NAME = re.compile(r"^ckpt-(\d{5,})\.npz$")
+
+
+def checkpoint_path(run_dir, completed_epochs):
+    return tio.join(run_dir, FOLDER, f"ckpt-{completed_epochs:05d}.npz")
+
+
+def list_checkpoints(run_dir):
+    """Checkpoint paths, newest first (temporary files from interrupted writes are ignored)."""
+    names = [n for n in tio.listdir(tio.join(run_dir, FOLDER)) if _NAME.match(n)]
+    names.sort(key=lambda n: int(_NAME.match(n).group(1)), reverse=True)
+    return [tio.join(run_dir, FOLDER, n) for n in names]
+
+
+def save_checkpoint(run_dir, model, optimizer, meta, keep=2):
+    meta = dict(meta,
+                model_variables=[v.path for v in model.variables],
+                optimizer_variables=[v.path for v in optimizer.variables])
+    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    arrays.update({f"optimizer_{i:05d}": np.asarray(v.numpy())
+                   for i, v in enumerate(optimizer.variables)})
+    arrays["meta"] = np.asarray(json.dumps(meta))
+
+    def write(local):
+        with open(local, "wb") as f:
+            np.savez(f, **arrays)
+
+    path = checkpoint_path(run_dir, meta["completed_epochs"])
+    tio.atomic_write(path, write)
+    for old in list_checkpoints(run_dir)[keep:]:
+        tio.remove(old)
+    return path
+
+
+def read_checkpoint(path):
+    """``(meta, arrays)`` of one checkpoint; raises ``ValueError`` if it is unreadable."""
+    try:
+        with tio.gfile.GFile(path, "rb") as f:
+            blob = f.read()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, ValueError) as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
+    return meta, arrays
+
+
+def load_latest_checkpoint(run_dir, log=print):
+    """The newest readable checkpoint as ``(path, meta, arrays)``, or ``None`` if there is none."""
+    for path in list_checkpoints(run_dir):
+        try:
+            meta, arrays = read_checkpoint(path)
+        except ValueError as e:
+            log(f"warning: skipping checkpoint: {e}")
+            continue
+        return path, meta, arrays
+    return None
+
+
+def restore_variables(model, optimizer, meta, arrays, path="checkpoint"):
+    """Assigns a checkpoint's arrays to ``model`` and ``optimizer`` (which must be built)."""
+    for prefix, variables, key in (("model", model.variables, "model_variables"),
+                                   ("optimizer", optimizer.variables, "optimizer_variables")):
+        saved = meta[key]
+        if [v.path for v in variables] != saved:
+            raise TinynetError(f"{path} does not match this {prefix}: it holds {len(saved)} "
+                               f"variables ({saved[:2]}...), the {prefix} has {len(variables)}; "
+                               f"pass --restart to start over or use another --run-dir")
+        for i, v in enumerate(variables):
+            value = arrays[f"{prefix}_{i:05d}"]
+            if tuple(value.shape) != tuple(v.shape):
+                raise TinynetError(f"{path}: variable {v.path} has shape {value.shape}, the "
+                                   f"{prefix} expects {tuple(v.shape)}; pass --restart")
+            v.assign(value)

@@ -1,0 +1,74 @@
+"""The run directory: the only thing passed from training to everything after it.
+
+    config.json      what was run: model, protocol, seed, data, versions, git commit, command
+    state.json       where the run stands: epochs done, stage, best val_accuracy, status
+    history.csv      one row per epoch (HISTORY_COLUMNS)
+    checkpoints/     ckpt-<epochs done>.npz, the newest two (see checkpoint.py)
+    best_model.keras the model with the best val_accuracy so far
+    final_model.keras the model after the last epoch
+    plots/training_curves.png
+
+Every file is replaced atomically (tinynet.io.atomic_write), so a run killed at any moment
+leaves each file either in its previous or in its new complete version.
+"""
+import io as _io
+
+import pandas as pd
+
+from tinynet import io as tio
+from tinynet.training import checkpoint
+
+HISTORY_COLUMNS = ["stage", "resolution", "epoch", "global_epoch", "lr", "loss", "accuracy",
+                   "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
+CONFIG = "config.json"
+STATE = "state.json"
+HISTORY = "history.csv"
+BEST_MODEL = "best_model.keras"
+FINAL_MODEL = "final_model.keras"
+PLOT = "plots/training_curves.png"
+_OWNED = [CONFIG, STATE, HISTORY, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER]
+
+
+class RunDirectory:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def file(self, name):
+        return tio.join(self.path, name)
+
+    def has_run(self):
+        return tio.exists(self.file(CONFIG))
+
+    def clear(self):
+        """Removes the files a run writes (and nothing else the folder may hold)."""
+        for name in _OWNED:
+            target = self.file(name)
+            if tio.exists(target):
+                if tio.gfile.isdir(target):
+                    tio.rmtree(target)
+                else:
+                    tio.remove(target)
+
+    def read_config(self):
+        return tio.read_json(self.file(CONFIG))
+
+    def write_config(self, config):
+        tio.write_json_atomic(self.file(CONFIG), config)
+
+    def write_state(self, state):
+        tio.write_json_atomic(self.file(STATE), state)
+
+    def read_state(self):
+        return tio.read_json(self.file(STATE))
+
+    def write_history(self, rows):
+        buf = _io.StringIO()
+        pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(buf, index=False)
+        tio.write_text_atomic(self.file(HISTORY), buf.getvalue())
+
+    def read_history(self):
+        with tio.gfile.GFile(self.file(HISTORY), "r") as f:
+            return pd.read_csv(f)
+
+    def save_model(self, model, name):
+        tio.atomic_write(self.file(name), model.save)
