@@ -137,7 +137,15 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
 
     ds = tf.data.Dataset.from_tensor_slices((idx, keys))
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-    return ds.prefetch(AUTOTUNE)
+    return _with_private_threads(ds.prefetch(AUTOTUNE))
+
+
+def _with_private_threads(ds):
+    # tf.data borrows TensorFlow's inter-op pool by default; --deterministic shrinks that pool
+    # to one thread, and the input pipeline must not be serialised with it.
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = max(2, os.cpu_count() or 2)
+    return ds.with_options(options)
 
 
 def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"):
@@ -153,4 +161,5 @@ def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"
         return tf.cast(images, tf.float32) / 255.0, labels
 
     ds = tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
-    return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+    return _with_private_threads(
+        ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE))

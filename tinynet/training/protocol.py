@@ -113,9 +113,11 @@ class Protocol:
             epochs = max(1, round(s.epochs * epochs_scale))
             plateau = s.plateau
             if plateau is not None:
-                last = None if plateau.last_epoch is None else scale(plateau.last_epoch, epochs)
-                plateau = dataclasses.replace(plateau, first_epoch=scale(plateau.first_epoch, epochs),
-                                              last_epoch=last)
+                first = min(scale(plateau.first_epoch, epochs), epochs - 1)
+                # a window that was not empty stays at least one epoch long
+                last = (None if plateau.last_epoch is None
+                        else max(first + 1, scale(plateau.last_epoch, epochs)))
+                plateau = dataclasses.replace(plateau, first_epoch=first, last_epoch=last)
             stages.append(dataclasses.replace(s, epochs=epochs, plateau=plateau))
         return dataclasses.replace(self, stages=tuple(stages))
 

@@ -46,11 +46,21 @@ class TrainData:
         return len(self.class_names)
 
 
-def configure_determinism(seed, deterministic):
-    """Seeds Python, NumPy and TensorFlow; ``deterministic`` also turns on op determinism."""
+def configure_determinism(seed, deterministic, log=print):
+    """Seeds Python, NumPy and TensorFlow; ``deterministic`` also turns on op determinism.
+
+    Bit-identical runs also need ``tinynet.experiment.DETERMINISTIC_ENV`` (one inter-op
+    thread, a fixed hash seed) in the environment before Python starts; the experiment scripts re-exec
+    themselves with it (``reexec_for_determinism``).
+    """
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+        from tinynet.experiment import DETERMINISTIC_ENV
+        unset = [f"{k}={v}" for k, v in DETERMINISTIC_ENV.items() if os.environ.get(k) != v]
+        if unset:
+            log(f"warning: {' '.join(unset)} not set before start; runs may differ in the "
+                f"last bits (see tinynet.experiment.reexec_for_determinism)")
 
 
 def make_optimizer(config):
@@ -168,7 +178,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     (unless ``restart``, which clears it first).
     """
     model_kwargs = dict(model_kwargs or {})
-    configure_determinism(seed, deterministic)
+    configure_determinism(seed, deterministic, log)
     rd = RunDirectory(run_dir)
     identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
                 "seed": seed, "data": {"num_train": len(data.train), "num_val": len(data.val),
@@ -194,6 +204,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         path, meta, arrays = found
         checkpoint.restore_variables(model, model.optimizer, meta, arrays, path)
         run.restore(meta)
+        # history.csv may be ahead of (a fallback) or behind (a kill between the two writes)
+        # the checkpoint; the checkpoint's rows are the truth.
+        rd.write_history(run.history)
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done")
     elif rd.has_run() and tio.exists(rd.file("history.csv")):
@@ -219,6 +232,11 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                 plateau.set_state(saved["state"])
             run.callbacks.append(plateau)
         run.callbacks.append(EpochEnd(run.on_epoch))
+        # A fresh trace per stage: tf.function would otherwise relax a trace that has seen
+        # several stage shapes to unknown dimensions, and a run resumed mid-stage (which
+        # traces the static shape) would then compute in a different order than the
+        # uninterrupted one and drift in the last bits.
+        model.make_train_function(force=True)
         model.fit(train, epochs=end, initial_epoch=first, steps_per_epoch=p.steps,
                   validation_data=val, callbacks=run.callbacks, shuffle=False, verbose=0)
         if run.completed != end:
