@@ -81,12 +81,18 @@ def load_latest_checkpoint(run_dir, log=print):
     return None
 
 
+def _canonical(path):
+    # Keras numbers a second object of the same kind in one session ("adam_1/iteration"); a
+    # checkpoint must restore into a notebook's second model just as into a fresh process.
+    return re.sub(r"^([^/]+?)_\d+/", r"\1/", path)
+
+
 def restore_variables(model, optimizer, meta, arrays, path="checkpoint"):
     """Assigns a checkpoint's arrays to ``model`` and ``optimizer`` (which must be built)."""
     for prefix, variables, key in (("model", model.variables, "model_variables"),
                                    ("optimizer", optimizer.variables, "optimizer_variables")):
         saved = meta[key]
-        if [v.path for v in variables] != saved:
+        if [_canonical(v.path) for v in variables] != [_canonical(p) for p in saved]:
             raise TinynetError(f"{path} does not match this {prefix}: it holds {len(saved)} "
                                f"variables ({saved[:2]}...), the {prefix} has {len(variables)}; "
                                f"pass --restart to start over or use another --run-dir")

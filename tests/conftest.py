@@ -1,0 +1,42 @@
+"""Shared fixtures: generated datasets (nothing is downloaded at test time) and CLI helpers."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet, write_synthetic_tiny_imagenet
+from tinynet.experiment import QuickPreset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A protocol small enough for CI: every stage of the paper's protocol, 1-4 epochs of 2 steps,
+# at 1/16 width, on the --quick dataset.
+TINY_RUN = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "2"]
+TINY_RUN_EPOCHS = 8  # 1 + 1 + 1 + 1 + 4 (175 * 0.02 = 3.5 rounds to 4)
+
+
+@pytest.fixture(scope="session")
+def small_root(tmp_path_factory):
+    """A 5-class Tiny ImageNet tree with a grayscale image every 7th training image."""
+    return write_synthetic_tiny_imagenet(str(tmp_path_factory.mktemp("small") / "tiny"),
+                                         num_classes=5, train_per_class=8, val_per_class=4,
+                                         test_images=3, grayscale_every=7, seed=3)
+
+
+@pytest.fixture(scope="session")
+def quick_data_dir(tmp_path_factory):
+    """The dataset ``--quick`` generates, made once for every CLI test."""
+    root = str(tmp_path_factory.mktemp("quick") / "synthetic")
+    ensure_synthetic_tiny_imagenet(root, **QuickPreset().synthetic)
+    return root
+
+
+def run_script(script, *args, timeout=600, env=None, check=True):
+    """Runs ``experiments/<script>`` in a fresh interpreter; returns the CompletedProcess."""
+    cmd = [sys.executable, os.path.join(REPO, "experiments", script), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,52 @@
+"""imgaug under NumPy 2, run once per batch inside tf.data, seeded by (seed, epoch, step)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tinynet.augment import ImgaugAugment, list_recipes
+from tinynet.augment.imgaug_compat import import_imgaug
+from tinynet.errors import TinynetError
+
+
+def test_imgaug_imports_under_numpy_2():
+    assert int(np.__version__.split(".")[0]) >= 2
+    iaa = import_imgaug().augmenters
+    out = iaa.Fliplr(1.0)(images=np.arange(12, dtype=np.uint8).reshape(1, 2, 2, 3))
+    np.testing.assert_array_equal(out[0, :, 0], np.arange(12, dtype=np.uint8).reshape(2, 2, 3)[:, 1])
+
+
+@pytest.fixture
+def batch():
+    return np.random.default_rng(0).integers(0, 256, (6, 64, 64, 3), dtype=np.uint8)
+
+
+def test_model1_recipe_changes_images_and_keeps_shape(batch):
+    aug = ImgaugAugment("densenet_model1")
+    out = aug.augment_numpy(batch, np.array([0, 1, 2]))
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    assert not np.array_equal(out, batch)
+
+
+def test_same_key_same_output_other_key_other_output(batch):
+    a, b = ImgaugAugment("densenet_model1"), ImgaugAugment("densenet_model1")
+    for epoch in range(3):  # a's augmenter has a history, b's has not
+        a.augment_numpy(batch, np.array([0, epoch, 0]))
+    key = np.array([0, 7, 1])
+    np.testing.assert_array_equal(a.augment_numpy(batch, key), b.augment_numpy(batch, key))
+    assert not np.array_equal(a.augment_numpy(batch, key), a.augment_numpy(batch, np.array([0, 8, 1])))
+    assert not np.array_equal(a.augment_numpy(batch, key), a.augment_numpy(batch, np.array([1, 7, 1])))
+
+
+def test_one_python_call_per_batch_with_static_shape(batch):
+    aug = ImgaugAugment("densenet_model1")
+    ds = tf.data.Dataset.from_tensor_slices(np.repeat(batch[None], 5, axis=0))
+    keys = tf.data.Dataset.from_tensor_slices(np.arange(15, dtype=np.int64).reshape(5, 3))
+    ds = tf.data.Dataset.zip(ds, keys).map(aug, num_parallel_calls=2, deterministic=True)
+    assert ds.element_spec.shape == (6, 64, 64, 3)
+    assert len(list(ds)) == 5 and aug.calls == 5
+
+
+def test_unknown_recipe_is_an_error():
+    assert "densenet_model1" in list_recipes()
+    with pytest.raises(TinynetError, match="unknown augmentation recipe"):
+        ImgaugAugment("autoaugment")
