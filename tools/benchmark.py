@@ -1,0 +1,169 @@
+"""Benchmarks that print a table and record it in docs/benchmarks.md with the machine and date.
+
+    python tools/benchmark.py train                      # full-width Models 1 and 2, 64 px, batch 64
+    python tools/benchmark.py train --models densenet_model1 --batch-size 256 --resolution 32
+    python tools/benchmark.py quick                      # wall time of the README's --quick demo
+
+``train`` measures training throughput (images/s) of registered models: ``model.fit`` on
+in-memory random batches (so the input pipeline is not what is measured), Adam, the first
+``--warmup`` steps (tracing, allocation) excluded. Each model is measured in the same process,
+one after the other, so their ratio is meaningful even on a shared, noisy machine; absolute
+figures vary from run to run.
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
+
+DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                   "benchmarks.md")
+
+
+def machine():
+    import tensorflow as tf
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"model name\s*:\s*(.+)", f.read())
+            cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{cpu}, {cores} cores usable" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
+            + f"; TensorFlow {tf.__version__}, Python {platform.python_version()}")
+
+
+def record(section, table, notes):
+    """Replaces (or appends) ``## section`` in docs/benchmarks.md."""
+    stamp = datetime.date.today().isoformat()
+    body = f"## {section}\n\nMeasured {stamp} on {machine()}.\n\n{table}\n\n{notes}\n"
+    text = open(DOC).read() if os.path.exists(DOC) else (
+        "# Benchmarks\n\nWritten by `tools/benchmark.py`; each section is replaced when its "
+        "benchmark is run again.\n\n")
+    pattern = re.compile(rf"^## {re.escape(section)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: body + "\n", text) if pattern.search(text) else (
+        text.rstrip("\n") + "\n\n" + body)
+    os.makedirs(os.path.dirname(DOC), exist_ok=True)
+    with open(DOC, "w") as f:
+        f.write(text.rstrip("\n") + "\n")
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def train_throughput(name, batch_size, resolution, steps, warmup, width, num_classes=200):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tinynet.models import get_model
+
+    keras.utils.set_random_seed(0)
+    model = get_model(name, num_classes=num_classes, width=width)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.random((batch_size, resolution, resolution, 3), np.float32))
+    y = tf.constant(rng.integers(0, num_classes, batch_size).astype(np.int32))
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == warmup:
+                self.start = time.perf_counter()
+
+        def on_train_end(self, logs=None):
+            self.seconds = time.perf_counter() - self.start
+
+    timer = Timer()
+    model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
+              shuffle=False)
+    return model.count_params(), steps * batch_size / timer.seconds
+
+
+def cmd_train(args):
+    rows = []
+    for name in args.models:
+        params, ips = train_throughput(name, args.batch_size, args.resolution, args.steps,
+                                       args.warmup, args.width)
+        rows.append((name, f"{params:,}", args.resolution, args.batch_size, f"{ips:.1f}",
+                     f"{args.batch_size / ips * 1000:.0f}"))
+        print(f"{name}: {ips:.1f} images/s", flush=True)
+    table = markdown_table(["model", "parameters", "px", "batch", "train images/s", "ms/step"], rows)
+    print(table)
+    note = (f"`python tools/benchmark.py train` (width {args.width}, {args.steps} timed steps "
+            f"after {args.warmup} warm-up steps, Adam, random in-memory inputs: the model's "
+            f"training speed without the input pipeline). At this rate one of the paper's "
+            f"200-step epochs at batch 64 takes {200 * args.batch_size / float(rows[0][4]):.0f} s "
+            f"for {rows[0][0]}.")
+    if args.record:
+        record(f"Training throughput, {args.resolution} px, batch {args.batch_size}", table, note)
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
+def cmd_quick(args):
+    """Times ``experiments/<experiment>.py --quick`` from scratch (data generation included)."""
+    import json
+    import subprocess
+    import tempfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, os.path.join(repo, "experiments", f"{args.experiment}.py"),
+               "--quick", "--run-dir", os.path.join(tmp, "run"),
+               "--data-dir", os.path.join(tmp, "data")]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        seconds = time.perf_counter() - start
+        with open(os.path.join(tmp, "run", "state.json")) as f:
+            state = json.load(f)
+    table = markdown_table(["command", "epochs", "wall time", "best val_accuracy (20 classes)"],
+                           [(f"`python experiments/{args.experiment}.py --quick`",
+                             state["completed_epochs"], f"{seconds:.0f} s",
+                             f"{state['best_val_accuracy']:.3f}")])
+    print(table)
+    if args.record:
+        record(f"--quick demo, {args.experiment}", table,
+               "Whole process: start-up, synthetic data generation, every stage, saving. "
+               "Chance is 0.05.")
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
+def main(argv=None):
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="training images/s of registered models")
+    p.add_argument("--models", nargs="+", default=["densenet_model1", "densenet_model2"])
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--resolution", type=positive_int, default=64)
+    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--warmup", type=positive_int, default=2)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--no-record", dest="record", action="store_false",
+                   help="print only; do not write docs/benchmarks.md")
+    q = sub.add_parser("quick", help="wall time of an experiment's --quick demo")
+    q.add_argument("--experiment", default="densenet_model1")
+    q.add_argument("--no-record", dest="record", action="store_false")
+    args = parser.parse_args(argv)
+    from tinynet.models import list_models
+    unknown = set(getattr(args, "models", [])) - set(list_models())
+    if unknown:
+        parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
+    {"train": cmd_train, "quick": cmd_quick}[args.command](args)
+
+
+if __name__ == "__main__":
+    run_cli(main)
