@@ -10,6 +10,9 @@ import time
 import keras
 import numpy as np
 
+from tinynet.errors import TinynetError
+from tinynet.training.schedules import cyclic_lr, mode_scale
+
 
 class PlateauWindow(keras.callbacks.ReduceLROnPlateau):
     """``ReduceLROnPlateau`` active only on a window of one stage's epochs, with resumable state.
@@ -85,3 +88,56 @@ class EpochEnd(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(np.asarray(v)) for k, v in (logs or {}).items()}
         self.on_epoch(epoch, logs, self._lr, time.perf_counter() - self._start)
+
+
+class CyclicLR(keras.callbacks.Callback):
+    """keras-contrib's ``CyclicLR`` (see ``tinynet.training.schedules``), resumable by design.
+
+    The position in the cycle is ``optimizer.iterations - phase_start``, not a counter of its
+    own, so a run restored from a checkpoint (which holds the optimizer's iteration count)
+    continues the cycle exactly where it stopped. Every iteration's lr is kept in
+    ``self.lrs`` as ``(iteration, lr)`` for a per-iteration log.
+
+    It owns the learning rate: an optimizer whose learning rate is a schedule object is
+    refused, and so is ReduceLROnPlateau in the same ``fit`` (``check_lr_callbacks``).
+    """
+
+    state_key = "cyclic_lr"
+
+    def __init__(self, base_lr, max_lr, step_size, mode="triangular", gamma=1.0,
+                 scale_fn=None, scale_mode="cycle", phase_start=0):
+        super().__init__()
+        if scale_fn is None:
+            mode_scale(mode, gamma)  # rejects an unknown mode now
+        if not 0 < base_lr <= max_lr:
+            raise TinynetError(f"CyclicLR needs 0 < base_lr <= max_lr, got {base_lr}, {max_lr}")
+        self.base_lr, self.max_lr, self.step_size = base_lr, max_lr, step_size
+        self.mode, self.gamma, self.scale_fn, self.scale_mode = mode, gamma, scale_fn, scale_mode
+        self.phase_start = phase_start
+        self.lrs = []
+
+    def lr_at(self, iteration):
+        return cyclic_lr(iteration, self.base_lr, self.max_lr, self.step_size, self.mode,
+                         self.gamma, self.scale_fn, self.scale_mode)
+
+    def on_train_begin(self, logs=None):
+        if isinstance(self.model.optimizer._learning_rate,
+                      keras.optimizers.schedules.LearningRateSchedule):
+            raise TinynetError("CyclicLR sets the learning rate every batch; the optimizer "
+                               "already has a learning-rate schedule: give it a plain float lr")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        iteration = int(self.model.optimizer.iterations.numpy()) - self.phase_start
+        lr = self.lr_at(iteration)
+        self.model.optimizer.learning_rate = lr
+        self.lrs.append((iteration, lr))
+
+
+def check_lr_callbacks(callbacks):
+    """Refuses two callbacks that both set the learning rate in one phase."""
+    kinds = [c for c in callbacks if isinstance(c, (CyclicLR, keras.callbacks.ReduceLROnPlateau,
+                                                    keras.callbacks.LearningRateScheduler))]
+    if len(kinds) > 1:
+        names = ", ".join(type(c).__name__ for c in kinds)
+        raise TinynetError(f"one phase cannot combine {names}: each sets the learning rate; "
+                           f"use one lr policy per phase")
