@@ -28,6 +28,7 @@ learning-rate policy and augmentation, but every stage at 64 px with batch 64.
     python experiments/densenet_model1.py --stages progressive          # the paper
     python experiments/densenet_model1.py --stages progressive --quick  # CPU demo, synthetic data
 """
+import argparse
 import dataclasses
 import math
 import os
@@ -35,9 +36,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tinynet.experiment import (OneLineParser, add_common_arguments, load_tiny_imagenet_data,  # noqa: E402
-                                resolve_quick, run_cli)
-from tinynet.training.protocol import Plateau, Protocol, Stage, describe  # noqa: E402
+from tinynet.experiment import (OneLineParser, add_common_arguments, resolve_quick,  # noqa: E402
+                                run_cli, run_experiment)
+from tinynet.training.protocol import Plateau, Protocol, Stage  # noqa: E402
 
 EXPERIMENT = "densenet_model1"
 MODEL = "densenet_model1"
@@ -69,24 +70,12 @@ PROTOCOLS = {"progressive": PROGRESSIVE, "64": FIXED_64}
 
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0],
-                           formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", choices=sorted(PROTOCOLS), default="progressive",
                         help="progressive: the paper's five stages; 64: all at 64 px (ablation)")
     add_common_arguments(parser, EXPERIMENT)
     args = resolve_quick(parser.parse_args(argv), EXPERIMENT)
-
-    from tinynet.training.runner import run_protocol
-
-    data = load_tiny_imagenet_data(args)
-    protocol = PROTOCOLS[args.stages].scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
-    print(describe(protocol, len(data.train)), flush=True)
-    model_kwargs = {"width": args.width}
-    if args.data_format:
-        model_kwargs["data_format"] = args.data_format
-    run_protocol(protocol, model_name=MODEL, model_kwargs=model_kwargs, data=data,
-                 run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
-                 restart=args.restart, interpolation=args.interpolation,
-                 log=lambda line: print(line, flush=True))
+    run_experiment(args, PROTOCOLS[args.stages], MODEL)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,50 @@ def test_unknown_recipe_is_an_error():
     assert "densenet_model1" in list_recipes()
     with pytest.raises(TinynetError, match="unknown augmentation recipe"):
         ImgaugAugment("autoaugment")
+
+
+RECIPES = list_recipes()
+
+
+def test_every_papers_recipe_is_registered():
+    assert set(RECIPES) >= {"densenet_model1", "densenet_model2", "resnet_basic", "resnet_heavy",
+                            "cifar_crop_flip", "flip"}
+
+
+def _batch_for(recipe):
+    size = 32 if recipe.startswith("cifar") else 64
+    return np.random.default_rng(0).integers(0, 256, (8, size, size, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_recipe_changes_images_keeps_shape_and_is_seeded(recipe):
+    x = _batch_for(recipe)
+    aug = ImgaugAugment(recipe)
+    out = aug.augment_numpy(x, np.array([0, 1, 0]))
+    assert out.shape == x.shape and out.dtype == np.uint8 and not np.array_equal(out, x)
+    np.testing.assert_array_equal(out, ImgaugAugment(recipe).augment_numpy(x, np.array([0, 1, 0])))
+    assert not np.array_equal(out, aug.augment_numpy(x, np.array([1, 1, 0])))  # other seed
+    assert not np.array_equal(out, aug.augment_numpy(x, np.array([0, 2, 0])))  # other epoch
+
+
+def test_recipes_build_in_a_fresh_interpreter():
+    """imgaug must import under NumPy 2 whichever recipe is built first."""
+    import subprocess
+    import sys
+    for recipe in RECIPES:
+        code = f"from tinynet.augment import build_recipe; build_recipe({recipe!r})"
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_mean_subtraction_recipe_and_pipeline(small_root):
+    from tinynet.augment import get_recipe
+    from tinynet.data import tiny_imagenet
+    from tinynet.data.pipeline import eval_dataset, load_split
+    assert get_recipe("resnet_basic").subtract_mean and not get_recipe("flip").subtract_mean
+    images = load_split(tiny_imagenet.load_index(small_root).train, 64, cache="memory")
+    mean = images.channel_mean()
+    np.testing.assert_allclose(mean, images.images.reshape(-1, 3).mean(axis=0) / 255, rtol=1e-6)
+    x = np.concatenate([x for x, _ in eval_dataset(images, 16, mean=mean)])
+    np.testing.assert_allclose(x.reshape(-1, 3).mean(axis=0), 0, atol=1e-5)
+    streamed = load_split(tiny_imagenet.load_index(small_root).train, 64, cache="none")
+    np.testing.assert_allclose(streamed.channel_mean(), mean, rtol=1e-5)

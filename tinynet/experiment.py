@@ -154,6 +154,24 @@ def reexec_for_determinism():
         os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
+def run_experiment(args, protocol, model_name, model_kwargs=None):
+    """Loads the data the flags name and runs ``protocol`` (already resolved from the script's
+    data) with the command-line overrides applied; returns the trained model."""
+    from tinynet.training.protocol import describe
+    from tinynet.training.runner import run_protocol
+
+    data = load_tiny_imagenet_data(args)
+    protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
+    print(describe(protocol, len(data.train)), flush=True)
+    model_kwargs = dict(model_kwargs or {}, width=args.width)
+    if args.data_format:
+        model_kwargs["data_format"] = args.data_format
+    return run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
+                        run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
+                        restart=args.restart, interpolation=args.interpolation,
+                        log=lambda line: print(line, flush=True))
+
+
 def run_cli(main, argv=None):
     """Runs ``main(argv)``; user mistakes become one line on stderr and exit status 2, and a
     Ctrl-C says how to resume."""

@@ -1,43 +1,81 @@
 """Each paper's augmentation recipe as data: a registry of named imgaug pipelines.
 
-A recipe is a function ``() -> imgaug augmenter`` applied per image to uint8 NHWC batches.
+A recipe is an imgaug augmenter factory applied per image to uint8 NHWC batches, plus
+``subtract_mean``: whether the pipeline subtracts the training set's per-channel mean after
+scaling to [0, 1] (seed 001's "subtract the global mean"; an imgaug op cannot do it, since
+it works on uint8 images and the mean is a property of the whole training set).
 
 - ``densenet_model1`` (Abai & Rajmalwar 2019, original notebook; seed 002 section II-A-3):
   ``SomeOf((0, None), [...])`` -- a random subset (possibly empty) of five transforms, in
   random order, per image: scale 0.5-1.5, rotation +-20 degrees, coarse dropout of up to 20%
   of the pixels in 5-7%-sized blocks, additive Gaussian noise (sigma 0.05 * 255), crop/pad by
   +-25%. Parameters are the original code's (protocols.md).
+- ``densenet_model2`` (the Model 2 code, protocols.md): a random-order ``Sequential`` of
+  Fliplr(0.5), Flipud(0.2) and, each with probability 0.5, GaussianBlur, CropAndPad, Affine,
+  CoarseDropout, Multiply and contrast normalisation (``LinearContrast``, imgaug 0.4's name
+  for ``ContrastNormalization``), with the original's ranges.
+- ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5, and global
+  mean subtraction.
+- ``resnet_heavy`` (seed 001 section 6): 12 transforms -- "flipping, cropping, scaling,
+  shifting and etc." -- of which ``SomeOf((1, 4))`` are applied per image in random order,
+  strengths chosen here (the paper gives none) so that the object stays "obvious to human
+  eyes": horizontal flip; vertical flip (p 0.2 within the subset: Tiny ImageNet has few
+  upside-down classes); crop up to 15% per side; scale 0.8-1.25; translate +-12.5%; rotate
+  +-15 degrees; shear +-10 degrees; Gaussian blur sigma 0-1.0; additive Gaussian noise up to
+  0.04 * 255; brightness x0.75-1.25; contrast 0.75-1.35; hue/saturation shift +-15.
+  Geometric transforms fill with edge pixels, so no black borders suggest a class.
+- ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004): pad 4 pixels with zeros, a random
+  32x32 crop, horizontal flip with probability 0.5.
+- ``flip`` (seed 000): horizontal flip with probability 0.5.
 """
+import dataclasses
+
 from tinynet.augment.imgaug_compat import import_imgaug
 from tinynet.errors import TinynetError
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    name: str
+    build: object  # () -> imgaug augmenter
+    subtract_mean: bool = False
+    paper: str = ""
+
 
 _RECIPES = {}
 
 
-def register_recipe(fn):
-    _RECIPES[fn.__name__] = fn
-    return fn
+def register_recipe(subtract_mean=False, paper=""):
+    def decorate(fn):
+        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, subtract_mean, paper)
+        return fn
+    return decorate
 
 
 def list_recipes():
     return sorted(_RECIPES)
 
 
-def build_recipe(name):
-    """A fresh imgaug augmenter for recipe ``name``."""
+def get_recipe(name):
     try:
-        factory = _RECIPES[name]
+        return _RECIPES[name]
     except KeyError:
         raise TinynetError(f"unknown augmentation recipe {name!r}; known: "
                            f"{', '.join(list_recipes())}") from None
-    return factory()
 
 
-@register_recipe
+def build_recipe(name):
+    """A fresh imgaug augmenter for recipe ``name``."""
+    return get_recipe(name).build()
+
+
+def _iaa():
+    return import_imgaug().augmenters
+
+
+@register_recipe(paper="Abai & Rajmalwar 2019, Model 1 (seed 002)")
 def densenet_model1():
-    import_imgaug()
-    import imgaug.augmenters as iaa
-
+    iaa = _iaa()
     return iaa.SomeOf((0, None), [
         iaa.Affine(scale=(0.5, 1.5)),
         iaa.Affine(rotate=20),
@@ -45,3 +83,62 @@ def densenet_model1():
         iaa.AdditiveGaussianNoise(scale=0.05 * 255),
         iaa.CropAndPad(percent=(-0.25, 0.25)),
     ], random_order=True)
+
+
+@register_recipe(paper="Abai & Rajmalwar 2019, Model 2 (seed 002)")
+def densenet_model2():
+    imgaug = import_imgaug()
+    iaa = imgaug.augmenters
+    sometimes = lambda aug: iaa.Sometimes(0.5, aug)  # noqa: E731
+    return iaa.Sequential([
+        iaa.Fliplr(0.5),
+        iaa.Flipud(0.2),
+        sometimes(iaa.GaussianBlur(sigma=(0, 2.0))),
+        sometimes(iaa.CropAndPad(percent=(-0.1, 0.2), pad_mode=imgaug.ALL, pad_cval=(0, 255))),
+        sometimes(iaa.Affine(scale={"x": (0.8, 1.5), "y": (0.8, 1.5)},
+                             translate_percent={"x": (-0.2, 0.2), "y": (-0.2, 0.2)},
+                             rotate=(-45, 45), shear=(-16, 16), order=[0, 1], cval=(0, 255),
+                             mode=imgaug.ALL)),
+        sometimes(iaa.CoarseDropout((0.03, 0.15), size_percent=(0.02, 0.05), per_channel=0.2)),
+        sometimes(iaa.Multiply((0.8, 1.2), per_channel=0.2)),
+        sometimes(iaa.LinearContrast((0.75, 1.5), per_channel=0.5)),
+    ], random_order=True)
+
+
+@register_recipe(subtract_mean=True, paper="seed 001, section 4.3")
+def resnet_basic():
+    return _iaa().Fliplr(0.5)
+
+
+@register_recipe(paper="seed 001, section 6")
+def resnet_heavy():
+    iaa = _iaa()
+    return iaa.SomeOf((1, 4), [
+        iaa.Fliplr(1.0),
+        iaa.Flipud(0.2),
+        iaa.Crop(percent=(0, 0.15), keep_size=True),
+        iaa.Affine(scale=(0.8, 1.25), mode="edge"),
+        iaa.Affine(translate_percent={"x": (-0.125, 0.125), "y": (-0.125, 0.125)}, mode="edge"),
+        iaa.Affine(rotate=(-15, 15), mode="edge"),
+        iaa.Affine(shear=(-10, 10), mode="edge"),
+        iaa.GaussianBlur(sigma=(0, 1.0)),
+        iaa.AdditiveGaussianNoise(scale=(0, 0.04 * 255)),
+        iaa.Multiply((0.75, 1.25)),
+        iaa.LinearContrast((0.75, 1.35)),
+        iaa.AddToHueAndSaturation((-15, 15)),
+    ], random_order=True)
+
+
+@register_recipe(paper="He et al. 2016 CIFAR protocol (seeds 003, 004)")
+def cifar_crop_flip():
+    iaa = _iaa()
+    return iaa.Sequential([
+        iaa.Pad(px=4, pad_mode="constant", pad_cval=0, keep_size=False),
+        iaa.CropToFixedSize(width=32, height=32),
+        iaa.Fliplr(0.5),
+    ])
+
+
+@register_recipe(paper="seed 000")
+def flip():
+    return _iaa().Fliplr(0.5)

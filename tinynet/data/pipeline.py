@@ -39,6 +39,20 @@ class ImageSet:
     def in_memory(self):
         return self.images is not None
 
+    def channel_mean(self):
+        """Per-channel mean of the images scaled to [0, 1] (float32 [3]), for mean subtraction."""
+        total, count = np.zeros(3, np.float64), 0
+        if self.in_memory:
+            for start in range(0, len(self), 4096):
+                chunk = self.images[start:start + 4096]
+                total += chunk.reshape(-1, 3).sum(axis=0, dtype=np.float64)
+                count += chunk.shape[0] * chunk.shape[1] * chunk.shape[2]
+        else:
+            for x, _ in eval_dataset(self, 256):
+                total += np.asarray(x, np.float64).reshape(-1, 3).sum(axis=0) * 255
+                count += x.shape[0] * x.shape[1] * x.shape[2]
+        return (total / max(count, 1) / 255).astype(np.float32)
+
 
 def _available_memory_bytes():
     try:
@@ -113,8 +127,9 @@ def resize_batch(images, resolution, interpolation="nearest"):
 
 def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, batch_size,
                   sample_offset, resolution, augment=None, interpolation="nearest",
-                  num_parallel_calls=AUTOTUNE):
-    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32 in [0, 1], y int32)``.
+                  mean=None, num_parallel_calls=AUTOTUNE):
+    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32 in [0, 1], y int32)``
+    (``x - mean`` if a per-channel ``mean`` is given).
 
     ``sample_offset`` is the stream position where ``first_epoch`` starts. ``augment``, if
     given, is called once per batch as ``augment(uint8 images, int64 [seed, epoch, step])``
@@ -133,7 +148,7 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
         images = resize_batch(images, resolution, interpolation)
         if augment is not None:
             images = augment(images, key)
-        return tf.cast(images, tf.float32) / 255.0, labels
+        return _scale(images, mean), labels
 
     ds = tf.data.Dataset.from_tensor_slices((idx, keys))
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -148,8 +163,14 @@ def _with_private_threads(ds):
     return ds.with_options(options)
 
 
-def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"):
-    """The whole split in order, once, as ``(x float32 in [0, 1], y int32)`` batches."""
+def _scale(images, mean):
+    x = tf.cast(images, tf.float32) / 255.0
+    return x if mean is None else x - tf.constant(mean, tf.float32)
+
+
+def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest", mean=None):
+    """The whole split in order, once, as ``(x float32 in [0, 1], y int32)`` batches
+    (``x - mean`` if a per-channel ``mean`` is given)."""
     resolution = resolution or image_set.image_size
     n = len(image_set)
     idx = np.arange(n)
@@ -158,7 +179,7 @@ def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"
     def load(batch_idx):
         images, labels = source(batch_idx)
         images = resize_batch(images, resolution, interpolation)
-        return tf.cast(images, tf.float32) / 255.0, labels
+        return _scale(images, mean), labels
 
     ds = tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
     return _with_private_threads(

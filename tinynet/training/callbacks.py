@@ -68,26 +68,32 @@ def format_duration(seconds):
 
 
 class EpochEnd(keras.callbacks.Callback):
-    """Hands every finished epoch (its logs, lr and duration) to ``on_epoch(record)``.
+    """Hands every finished epoch to ``on_epoch(epoch, logs, lr, seconds, lrs)``.
 
-    The lr recorded is the one the epoch trained with (read at epoch begin). Put this callback
-    after any that change state at epoch end (ReduceLROnPlateau), so that what ``on_epoch``
-    checkpoints already includes their update.
+    ``lr`` is the learning rate the epoch's first batch trained with and ``lrs`` the
+    ``(iteration, lr)`` of every batch, read at batch begin. Put this callback after any that
+    set the learning rate (CyclicLR) or change state at epoch end (ReduceLROnPlateau), so that
+    what it reads, and what ``on_epoch`` checkpoints, already includes their update.
     """
 
     def __init__(self, on_epoch):
         super().__init__()
         self.on_epoch = on_epoch
-        self._lr = None
+        self._lrs = []
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._lr = current_lr(self.model.optimizer)
+        self._lrs = []
         self._start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self._lrs.append((int(optimizer.iterations.numpy()), current_lr(optimizer)))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(np.asarray(v)) for k, v in (logs or {}).items()}
-        self.on_epoch(epoch, logs, self._lr, time.perf_counter() - self._start)
+        lr = self._lrs[0][1] if self._lrs else current_lr(self.model.optimizer)
+        self.on_epoch(epoch, logs, lr, time.perf_counter() - self._start, self._lrs)
 
 
 class CyclicLR(keras.callbacks.Callback):

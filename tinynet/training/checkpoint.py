@@ -22,7 +22,7 @@ from tinynet import io as tio
 from tinynet.errors import TinynetError
 
 FOLDER = "checkpoints"
-_NAME = re.compile(r"^ckpt-(\d{5,})\.npz$")
+_NAME = re.compile(r"^ckpt-(\d{5,})\.npz$")  # stage-<k>-best.npz files are not epoch checkpoints
 
 
 def checkpoint_path(run_dir, completed_epochs):
@@ -58,15 +58,11 @@ def save_checkpoint(run_dir, model, optimizer, meta, keep=2):
 
 def read_checkpoint(path):
     """``(meta, arrays)`` of one checkpoint; raises ``ValueError`` if it is unreadable."""
+    meta, arrays = read_checkpoint_arrays(path, "meta")
     try:
-        with tio.gfile.GFile(path, "rb") as f:
-            blob = f.read()
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError, ValueError) as e:
-        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
-    return meta, arrays
+        return json.loads(str(meta)), arrays
+    except ValueError as e:
+        raise ValueError(f"{path} is unreadable (meta: {e})") from None
 
 
 def load_latest_checkpoint(run_dir, log=print):
@@ -102,3 +98,46 @@ def restore_variables(model, optimizer, meta, arrays, path="checkpoint"):
                 raise TinynetError(f"{path}: variable {v.path} has shape {value.shape}, the "
                                    f"{prefix} expects {tuple(v.shape)}; pass --restart")
             v.assign(value)
+
+
+def stage_best_path(run_dir, stage_index):
+    return tio.join(run_dir, FOLDER, f"stage-{stage_index + 1}-best.npz")
+
+
+def save_stage_best(run_dir, model, stage_index):
+    """The model's variables (not the optimizer's) as the best of stage ``stage_index``."""
+    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    arrays["paths"] = np.asarray(json.dumps([v.path for v in model.variables]))
+
+    def write(local):
+        with open(local, "wb") as f:
+            np.savez(f, **arrays)
+
+    tio.atomic_write(stage_best_path(run_dir, stage_index), write)
+
+
+def load_stage_best(run_dir, model, stage_index):
+    """Assigns the best weights of stage ``stage_index`` to ``model``; returns the file's path."""
+    path = stage_best_path(run_dir, stage_index)
+    try:
+        meta, arrays = read_checkpoint_arrays(path)
+    except ValueError as e:
+        raise TinynetError(f"cannot restart from the best weights of stage {stage_index + 1}: "
+                           f"{e}; pass --restart to run the protocol again") from None
+    paths = json.loads(str(meta))
+    if [_canonical(v.path) for v in model.variables] != [_canonical(p) for p in paths]:
+        raise TinynetError(f"{path} does not match this model; pass --restart")
+    for i, v in enumerate(model.variables):
+        v.assign(arrays[f"model_{i:05d}"])
+    return path
+
+
+def read_checkpoint_arrays(path, meta_key="paths"):
+    try:
+        with tio.gfile.GFile(path, "rb") as f:
+            blob = f.read()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        return arrays.pop(meta_key), arrays
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, ValueError) as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e})") from None

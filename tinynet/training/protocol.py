@@ -4,7 +4,10 @@ Weights and optimizer state (learning rate included) carry from stage to stage, 
 original notebooks saved the model after a stage and re-loaded it for the next. A stage fixes
 the training resolution, batch size, number of epochs and steps per epoch ("epoch" is a fixed
 number of batches, as in the papers' code, not necessarily a pass over the data), whether the
-augmentation recipe is applied, and the window of epochs where ReduceLROnPlateau is active.
+augmentation recipe is applied, and its learning-rate policy: the window of epochs where
+ReduceLROnPlateau is active, or a cyclical learning rate (``Cyclic``), never both. A stage
+may also start from the best-val_accuracy weights of the stage before (``restart_from_best``,
+as DenseNet Model 2's phases did).
 
 Everything derived (global epoch numbers, where in the data stream an epoch starts, relative
 cost for the ETA) is computed here from the stages, never typed.
@@ -37,6 +40,21 @@ class Plateau:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cyclic:
+    """CyclicLR for one stage (``tinynet.training.schedules``); the cycle starts at the stage.
+
+    ``step_size_epochs`` is the half-cycle in epochs of this stage, turned into iterations with
+    the stage's steps per epoch, so it follows the dataset size instead of being typed.
+    """
+
+    base_lr: float
+    max_lr: float
+    step_size_epochs: float
+    mode: str = "triangular2"
+    gamma: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
     name: str
     resolution: int
@@ -45,6 +63,8 @@ class Stage:
     steps_per_epoch: int | None = None  # None: one pass over the training set per epoch
     augment: str | None = None  # recipe name from tinynet.augment, or None
     plateau: Plateau | None = None
+    cyclic: Cyclic | None = None
+    restart_from_best: bool = False  # load the previous stage's best-val_accuracy weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +94,12 @@ class Protocol:
                     s.steps_per_epoch is not None and s.steps_per_epoch < 1):
                 raise TinynetError(f"stage {s.name!r}: epochs, batch size, resolution and steps "
                                    f"per epoch must be positive, got {s}")
+            if s.plateau is not None and s.cyclic is not None:
+                raise TinynetError(f"stage {s.name!r} has both ReduceLROnPlateau and CyclicLR; "
+                                   f"each sets the learning rate: give a stage one lr policy")
+        if self.stages[0].restart_from_best:
+            raise TinynetError(f"the first stage ({self.stages[0].name!r}) has no stage before "
+                               f"it to restart from")
 
     # -- derived views -------------------------------------------------------------------
     def steps_of(self, stage, num_train):
@@ -97,6 +123,14 @@ class Protocol:
     def stage_start(self, index):
         return sum(s.epochs for s in self.stages[:index])
 
+    def iterations_before(self, global_epoch, num_train):
+        """Training iterations (batches) run before ``global_epoch`` starts."""
+        return sum(p.steps for p in self.epoch_plan(num_train)[:global_epoch])
+
+    def cyclic_step_size(self, stage, num_train):
+        """A cyclic stage's half-cycle in iterations."""
+        return max(1, round(stage.cyclic.step_size_epochs * self.steps_of(stage, num_train)))
+
     # -- command-line overrides ------------------------------------------------------------
     def scaled(self, epochs_scale):
         """Every stage's epochs (and plateau window) times ``epochs_scale``, at least 1 epoch."""
@@ -118,7 +152,11 @@ class Protocol:
                 last = (None if plateau.last_epoch is None
                         else max(first + 1, scale(plateau.last_epoch, epochs)))
                 plateau = dataclasses.replace(plateau, first_epoch=first, last_epoch=last)
-            stages.append(dataclasses.replace(s, epochs=epochs, plateau=plateau))
+            cyclic = s.cyclic
+            if cyclic is not None:  # keep the number of cycles per stage
+                cyclic = dataclasses.replace(
+                    cyclic, step_size_epochs=cyclic.step_size_epochs * epochs / s.epochs)
+            stages.append(dataclasses.replace(s, epochs=epochs, plateau=plateau, cyclic=cyclic))
         return dataclasses.replace(self, stages=tuple(stages))
 
     def with_steps(self, steps_per_epoch):
@@ -143,7 +181,8 @@ class Protocol:
 
     @classmethod
     def from_dict(cls, d):
-        stages = tuple(Stage(**{**s, "plateau": Plateau(**s["plateau"]) if s["plateau"] else None})
+        stages = tuple(Stage(**{**s, "plateau": Plateau(**s["plateau"]) if s["plateau"] else None,
+                                "cyclic": Cyclic(**s["cyclic"]) if s.get("cyclic") else None})
                        for s in d["stages"])
         return cls(**{**d, "stages": stages})
 
@@ -164,7 +203,13 @@ def describe(protocol, num_train):
         if s.plateau:
             last = s.plateau.last_epoch if s.plateau.last_epoch is not None else s.epochs
             plateau = f", ReduceLROnPlateau epochs {s.plateau.first_epoch + 1}-{last}"
+        cyclic = ""
+        if s.cyclic:
+            c = s.cyclic
+            cyclic = (f", CyclicLR {c.mode} {c.base_lr:g}-{c.max_lr:g} step "
+                      f"{protocol.cyclic_step_size(s, num_train)}")
         lines.append(f"  stage {i} {s.name}: {s.resolution}px, batch {s.batch_size}, "
                      f"{s.epochs} epochs x {protocol.steps_of(s, num_train)} steps"
-                     f"{', augment ' + s.augment if s.augment else ''}{plateau}")
+                     f"{', augment ' + s.augment if s.augment else ''}{plateau}{cyclic}"
+                     f"{', from the best of the stage before' if s.restart_from_best else ''}")
     return "\n".join(lines)

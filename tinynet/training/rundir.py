@@ -3,6 +3,7 @@
     config.json      what was run: model, protocol, seed, data, versions, git commit, command
     state.json       where the run stands: epochs done, stage, best val_accuracy, status
     history.csv      one row per epoch (HISTORY_COLUMNS)
+    lr.csv           the learning rate of every training iteration (LR_COLUMNS)
     checkpoints/     ckpt-<epochs done>.npz, the newest two (see checkpoint.py)
     best_model.keras the model with the best val_accuracy so far
     final_model.keras the model after the last epoch
@@ -18,6 +19,8 @@ import pandas as pd
 from tinynet import io as tio
 from tinynet.training import checkpoint
 
+LR = "lr.csv"
+LR_COLUMNS = ["iteration", "global_epoch", "lr"]
 HISTORY_COLUMNS = ["stage", "resolution", "epoch", "global_epoch", "lr", "loss", "accuracy",
                    "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
 CONFIG = "config.json"
@@ -65,6 +68,16 @@ class RunDirectory:
         buf = _io.StringIO()
         pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(buf, index=False)
         tio.write_text_atomic(self.file(HISTORY), buf.getvalue())
+
+    def write_lr(self, rows):
+        tio.write_text_atomic(self.file(LR), "\n".join(
+            [",".join(LR_COLUMNS)] + [f"{it},{epoch},{lr!r}" for it, epoch, lr in rows]) + "\n")
+
+    def read_lr(self):
+        if not tio.exists(self.file(LR)):
+            return []
+        lines = tio.read_text(self.file(LR)).split("\n")[1:]
+        return [(int(a), int(b), float(c)) for a, b, c in (l.split(",") for l in lines if l)]
 
     def read_history(self):
         with tio.gfile.GFile(self.file(HISTORY), "r") as f:

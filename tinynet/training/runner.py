@@ -22,13 +22,14 @@ import tensorflow as tf
 
 import tinynet
 from tinynet import io as tio
-from tinynet.augment import ImgaugAugment
+from tinynet.augment import ImgaugAugment, get_recipe
 from tinynet.data.pipeline import eval_dataset, train_dataset
 from tinynet.errors import TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import EpochEnd, PlateauWindow, format_duration
+from tinynet.training.callbacks import (CyclicLR, EpochEnd, PlateauWindow, check_lr_callbacks,
+                                        format_duration)
 from tinynet.training.rundir import BEST_MODEL, FINAL_MODEL, PLOT, RunDirectory
 
 
@@ -105,6 +106,10 @@ class _Run:
         self.costs = protocol.cost_units(len(data.train))
         self.history = []
         self.best = None  # (val_accuracy, global epoch)
+        self.stage_best = {}  # stage index -> best val_accuracy within that stage
+        self.lrs = []  # (iteration, global epoch, lr) of every training batch
+        # stages whose best weights a later stage restarts from
+        self.keep_stage_best = {i - 1 for i, s in enumerate(protocol.stages) if s.restart_from_best}
         self.callback_states = {}
         self.callbacks = []
         self._seconds = 0.0
@@ -118,8 +123,10 @@ class _Run:
         self.history = meta["history"]
         self.best = tuple(meta["best"]) if meta["best"] else None
         self.callback_states = meta["callbacks"]
+        self.stage_best = {int(k): v for k, v in meta.get("stage_best", {}).items()}
+        self.lrs = [r for r in self.rd.read_lr() if r[1] <= self.completed]
 
-    def on_epoch(self, epoch, logs, lr, seconds):
+    def on_epoch(self, epoch, logs, lr, seconds, lrs=()):
         p = self.plan[epoch]
         stage = self.protocol.stages[p.stage_index]
         row = {"stage": p.stage_index + 1, "resolution": stage.resolution,
@@ -132,13 +139,19 @@ class _Run:
         if self.best is None or row["val_accuracy"] > self.best[0]:
             self.best = (row["val_accuracy"], epoch + 1)
             self.rd.save_model(self.model, BEST_MODEL)
+        if p.stage_index in self.keep_stage_best and (
+                row["val_accuracy"] > self.stage_best.get(p.stage_index, -1.0)):
+            self.stage_best[p.stage_index] = row["val_accuracy"]
+            checkpoint.save_stage_best(self.rd.path, self.model, p.stage_index)
         states = {cb.state_key: {"stage": p.stage_index, "state": cb.get_state()}
                   for cb in self.callbacks if hasattr(cb, "get_state")}
         meta = {"completed_epochs": epoch + 1, "seed": self.seed, "best": self.best,
-                "callbacks": states, "history": self.history,
+                "callbacks": states, "history": self.history, "stage_best": self.stage_best,
                 "fingerprint": self.protocol.fingerprint()}
         checkpoint.save_checkpoint(self.rd.path, self.model, self.model.optimizer, meta)
         self.rd.write_history(self.history)
+        self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
+        self.rd.write_lr(self.lrs)
         self.write_state("running")
         self._seconds += seconds
         self._units += self.costs[epoch]
@@ -207,23 +220,33 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         # history.csv may be ahead of (a fallback) or behind (a kill between the two writes)
         # the checkpoint; the checkpoint's rows are the truth.
         rd.write_history(run.history)
+        rd.write_lr(run.lrs)
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done")
     elif rd.has_run() and tio.exists(rd.file("history.csv")):
         log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
 
-    val = eval_dataset(data.val, protocol.eval_batch_size, protocol.val_resolution, interpolation)
+    mean = None
+    if any(s.augment and get_recipe(s.augment).subtract_mean for s in protocol.stages):
+        mean = data.train.channel_mean()  # seed 001's global mean subtraction, every stage
+    val = eval_dataset(data.val, protocol.eval_batch_size, protocol.val_resolution,
+                       interpolation, mean)
     while run.completed < protocol.total_epochs:
         first = run.completed
         p = run.plan[first]
         stage = protocol.stages[p.stage_index]
         start = protocol.stage_start(p.stage_index)
         end = start + stage.epochs
+        if first == start and stage.restart_from_best:
+            path = checkpoint.load_stage_best(run_dir, model, p.stage_index - 1)
+            log(f"stage {p.stage_index + 1} starts from the best weights of stage "
+                f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
+                f"{run.stage_best[p.stage_index - 1]:.4f})")
         augment = ImgaugAugment(stage.augment) if stage.augment else None
         train = train_dataset(data.train, seed=seed, first_epoch=first, num_epochs=end - first,
                               steps_per_epoch=p.steps, batch_size=stage.batch_size,
                               sample_offset=p.sample_offset, resolution=stage.resolution,
-                              augment=augment, interpolation=interpolation)
+                              augment=augment, interpolation=interpolation, mean=mean)
         run.callbacks = []
         if stage.plateau:
             plateau = PlateauWindow(stage.plateau, start)
@@ -231,6 +254,12 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             if saved and saved["stage"] == p.stage_index:
                 plateau.set_state(saved["state"])
             run.callbacks.append(plateau)
+        if stage.cyclic:
+            c = stage.cyclic
+            run.callbacks.append(CyclicLR(
+                c.base_lr, c.max_lr, protocol.cyclic_step_size(stage, len(data.train)), c.mode,
+                c.gamma, phase_start=protocol.iterations_before(start, len(data.train))))
+        check_lr_callbacks(run.callbacks)
         run.callbacks.append(EpochEnd(run.on_epoch))
         # A fresh trace per stage: tf.function would otherwise relax a trace that has seen
         # several stage shapes to unknown dimensions, and a run resumed mid-stage (which
