@@ -1,0 +1,89 @@
+"""Stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic Depth"), used by seed
+001's improved ResNets: a residual block survives training with probability ``p_l`` and is the
+identity otherwise.
+
+``StochasticDepth`` owns the residual branch (a Keras model) so that a dropped branch is **not
+computed**: in ``"batch"`` mode one Bernoulli draw per mini-batch picks, through ``tf.cond``,
+either ``shortcut + branch(x)`` or just ``shortcut`` -- only the taken side runs, which is
+where training gets faster (seed 001: 2.45 s -> 2.13 s per iteration). At inference the output
+is ``shortcut + p_l * branch(x)`` (Huang et al.'s expectation scaling).
+
+``"row"`` mode is timm's DropPath: a draw per sample, the survivors scaled by ``1 / p_l`` during
+training and nothing at inference. Every sample's branch is computed, so it saves no work.
+
+``linear_survival(l, L, p_L)`` gives Huang et al.'s linear decay ``p_l = 1 - (l / L)(1 - p_L)``.
+"""
+import keras
+import tensorflow as tf
+
+MODES = ("batch", "row")
+
+
+def linear_survival(block_index, num_blocks, final_survival=0.5):
+    """``p_l`` of block ``l`` (1-based) of ``L``: 1 - (l / L)(1 - p_L)."""
+    return 1.0 - block_index / num_blocks * (1.0 - final_survival)
+
+
+@keras.saving.register_keras_serializable(package="tinynet")
+class StochasticDepth(keras.layers.Layer):
+    """``[x, shortcut] -> shortcut + branch(x)``, with ``branch`` dropped as described above.
+
+    Args:
+        branch: a Keras model (or layer) mapping ``x`` to the residual, shaped like
+            ``shortcut``.
+        survival_probability: ``p_l`` in (0, 1]; 1 means an ordinary residual addition.
+        mode: ``"batch"`` (one draw per mini-batch, skips computation) or ``"row"`` (per
+            sample, inverted scaling, timm's DropPath).
+        seed: seed of the layer's ``keras.random.SeedGenerator``.
+    """
+
+    def __init__(self, branch, survival_probability=1.0, mode="batch", seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 < survival_probability <= 1.0:
+            raise ValueError(f"Invalid value for argument `survival_probability`: expected a "
+                             f"number in (0, 1]. Received: {survival_probability!r}")
+        if mode not in MODES:
+            raise ValueError(f"Invalid value for argument `mode`: expected one of {MODES}. "
+                             f"Received: mode={mode!r}")
+        self.branch = branch
+        self.survival_probability = float(survival_probability)
+        self.mode = mode
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, input_shape):
+        if not self.branch.built:
+            self.branch.build(input_shape[0])
+
+    def call(self, inputs, training=None):
+        x, shortcut = inputs
+        p = self.survival_probability
+        if not training or p == 1.0:
+            residual = self.branch(x, training=training)
+            if self.mode == "batch" and p < 1.0:
+                residual = residual * p
+            return shortcut + residual
+        if self.mode == "row":
+            shape = [tf.shape(x)[0]] + [1] * (len(x.shape) - 1)
+            keep = keras.random.uniform(shape, seed=self.seed_generator) < p
+            residual = self.branch(x, training=True)
+            return shortcut + residual * tf.cast(keep, residual.dtype) / p
+        keep = keras.random.uniform([], seed=self.seed_generator) < p
+        return tf.cond(keep, lambda: shortcut + self.branch(x, training=True),
+                       lambda: tf.identity(shortcut))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"branch": keras.saving.serialize_keras_object(self.branch),
+                       "survival_probability": self.survival_probability, "mode": self.mode,
+                       "seed": self.seed})
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["branch"] = keras.saving.deserialize_keras_object(config["branch"])
+        return cls(**config)
