@@ -56,7 +56,7 @@ class QuickPreset:
         num_classes=20, train_per_class=60, val_per_class=10, test_images=20))
 
 
-def add_common_arguments(parser, experiment):
+def add_common_arguments(parser, experiment, quick=QuickPreset()):
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", choices=["tiny-imagenet", "synthetic"], default=None,
                    help="tiny-imagenet (downloaded or found in --data-dir) or a generated "
@@ -93,7 +93,8 @@ def add_common_arguments(parser, experiment):
     g.add_argument("--restart", action="store_true",
                    help="discard the run in --run-dir and start over")
     g.add_argument("--quick", action="store_true",
-                   help="CPU demo: synthetic data, width 0.125, 12 steps per epoch, epochs x0.05")
+                   help=f"CPU demo: synthetic data, width {quick.width:g}, "
+                        f"{quick.steps_per_epoch} steps per epoch, epochs x{quick.epochs_scale:g}")
 
 
 def resolve_quick(args, experiment, preset=QuickPreset()):

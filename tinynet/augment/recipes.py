@@ -23,7 +23,8 @@ it works on uint8 images and the mean is a property of the whole training set).
   upside-down classes); crop up to 15% per side; scale 0.8-1.25; translate +-12.5%; rotate
   +-15 degrees; shear +-10 degrees; Gaussian blur sigma 0-1.0; additive Gaussian noise up to
   0.04 * 255; brightness x0.75-1.25; contrast 0.75-1.35; hue/saturation shift +-15.
-  Geometric transforms fill with edge pixels, so no black borders suggest a class.
+  Geometric transforms fill with edge pixels, so no black borders suggest a class. The final
+  model keeps the improved model's global mean subtraction, so this recipe has it too.
 - ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004): pad 4 pixels with zeros, a random
   32x32 crop, horizontal flip with probability 0.5.
 - ``flip`` (seed 000): horizontal flip with probability 0.5.
@@ -110,7 +111,7 @@ def resnet_basic():
     return _iaa().Fliplr(0.5)
 
 
-@register_recipe(paper="seed 001, section 6")
+@register_recipe(subtract_mean=True, paper="seed 001, section 6")
 def resnet_heavy():
     iaa = _iaa()
     return iaa.SomeOf((1, 4), [

@@ -65,6 +65,7 @@ class Stage:
     plateau: Plateau | None = None
     cyclic: Cyclic | None = None
     restart_from_best: bool = False  # load the previous stage's best-val_accuracy weights
+    learning_rate: float | None = None  # set at the stage's start (step schedules); None: carry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +209,8 @@ def describe(protocol, num_train):
             c = s.cyclic
             cyclic = (f", CyclicLR {c.mode} {c.base_lr:g}-{c.max_lr:g} step "
                       f"{protocol.cyclic_step_size(s, num_train)}")
+        if s.learning_rate is not None:
+            cyclic += f", lr {s.learning_rate:g}"
         lines.append(f"  stage {i} {s.name}: {s.resolution}px, batch {s.batch_size}, "
                      f"{s.epochs} epochs x {protocol.steps_of(s, num_train)} steps"
                      f"{', augment ' + s.augment if s.augment else ''}{plateau}{cyclic}"

@@ -242,6 +242,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             log(f"stage {p.stage_index + 1} starts from the best weights of stage "
                 f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
                 f"{run.stage_best[p.stage_index - 1]:.4f})")
+        if first == start and stage.learning_rate is not None:
+            model.optimizer.learning_rate = stage.learning_rate
         augment = ImgaugAugment(stage.augment) if stage.augment else None
         train = train_dataset(data.train, seed=seed, first_epoch=first, num_epochs=end - first,
                               steps_per_epoch=p.steps, batch_size=stage.batch_size,
