@@ -199,11 +199,17 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     if restart and rd.has_run():
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
+    mean = None
+    if any(s.augment and get_recipe(s.augment).subtract_mean for s in protocol.stages):
+        mean = data.train.channel_mean()  # seed 001's global mean subtraction, every stage
     if rd.has_run():
         _check_same_run(rd.read_config(), identity, run_dir)
     else:
+        # input_mean: what evaluation tools must subtract from x / 255 before the model
         rd.write_config(dict(identity, deterministic=deterministic, interpolation=interpolation,
-                             dataset=data.description, **provenance()))
+                             dataset=data.description,
+                             input_mean=None if mean is None else [float(m) for m in mean],
+                             **provenance()))
 
     model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
     model.compile(optimizer=make_optimizer(protocol.optimizer),
@@ -226,9 +232,6 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     elif rd.has_run() and tio.exists(rd.file("history.csv")):
         log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
 
-    mean = None
-    if any(s.augment and get_recipe(s.augment).subtract_mean for s in protocol.stages):
-        mean = data.train.channel_mean()  # seed 001's global mean subtraction, every stage
     val = eval_dataset(data.val, protocol.eval_batch_size, protocol.val_resolution,
                        interpolation, mean)
     while run.completed < protocol.total_epochs:

@@ -1,0 +1,132 @@
+"""Error analysis of a finished (or running) run directory on the validation set, as in
+section 8 of seed 001 (Fig. 14: misclassified images with their true and predicted classes).
+
+    python tools/error_analysis.py runs/resnet_tiny_imagenet [--model best|final]
+
+Writes into RUN_DIR/analysis/: ``metrics.json`` (top-1 and top-5 accuracy and error),
+``misclassified.png`` (a gallery of wrong predictions with true and predicted names from
+``words.txt``), ``confused_pairs.csv`` (the most frequent true -> predicted confusions),
+``per_class_accuracy.csv`` and ``confusion_matrix.png``. The dataset, the validation
+resolution, the resizing and any input mean subtraction are read from ``config.json``.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tinynet.errors import TinynetError  # noqa: E402
+from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
+
+
+def predict_validation(run_dir, which):
+    """``(index, images uint8, labels, probabilities)`` of the run's validation set."""
+    import keras
+    import numpy as np
+
+    import tinynet.layers  # noqa: F401  (registers tinynet's layers for load_model)
+    from tinynet import io as tio
+    from tinynet.data import tiny_imagenet
+    from tinynet.data.pipeline import eval_dataset, load_split
+
+    config_path = tio.join(run_dir, "config.json")
+    model_path = tio.join(run_dir, f"{which}_model.keras")
+    for path, what in ((config_path, "a run directory"), (model_path, f"a saved {which} model")):
+        if not tio.exists(path):
+            raise TinynetError(f"{path} is missing: {run_dir} is not {what} yet "
+                               f"(train first, or pass --model best/final)")
+    config = tio.read_json(config_path)
+    index = tiny_imagenet.load_index(config["dataset"]["root"])
+    val = load_split(index.val, 64, cache="memory")
+    mean = config.get("input_mean")
+    ds = eval_dataset(val, 100, config["protocol"]["val_resolution"],
+                      config.get("interpolation", "nearest"),
+                      None if mean is None else np.asarray(mean, np.float32))
+    model = keras.models.load_model(model_path)
+    probabilities = model.predict(ds, verbose=0)
+    return index, val.images, val.labels, probabilities
+
+
+def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs=50):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import pandas as pd
+
+    os.makedirs(out_dir, exist_ok=True)
+    names = [n.split(",")[0] for n in index.class_names]
+    predicted = probabilities.argmax(axis=1)
+    top5 = np.argsort(-probabilities, axis=1)[:, :5]
+    top1_acc = float(np.mean(predicted == labels))
+    top5_acc = float(np.mean((top5 == labels[:, None]).any(axis=1)))
+    metrics = {"images": int(len(labels)), "top1_accuracy": top1_acc, "top5_accuracy": top5_acc,
+               "top1_error": 1 - top1_acc, "top5_error": 1 - top5_acc}
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+
+    k = len(names)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = pd.DataFrame({
+        "class": range(k), "wnid": index.wnids, "name": names,
+        "images": confusion.sum(axis=1), "correct": np.diag(confusion)})
+    per_class["accuracy"] = per_class["correct"] / per_class["images"].clip(lower=1)
+    per_class.sort_values("accuracy").to_csv(os.path.join(out_dir, "per_class_accuracy.csv"),
+                                             index=False)
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    true_idx, pred_idx = np.nonzero(off)
+    pairs = pd.DataFrame({"true_wnid": [index.wnids[i] for i in true_idx],
+                          "true_name": [names[i] for i in true_idx],
+                          "predicted_wnid": [index.wnids[j] for j in pred_idx],
+                          "predicted_name": [names[j] for j in pred_idx],
+                          "count": off[true_idx, pred_idx]})
+    pairs.sort_values("count", ascending=False, kind="stable").head(top_pairs).to_csv(
+        os.path.join(out_dir, "confused_pairs.csv"), index=False)
+
+    wrong = np.nonzero(predicted != labels)[0]
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:gallery]
+    cols = 6
+    rows = max(1, -(-len(wrong) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong):
+        ax.imshow(images[i], interpolation="nearest")
+        ax.set_title(f"true: {names[labels[i]][:22]}\npred: {names[predicted[i]][:22]} "
+                     f"({probabilities[i, predicted[i]]:.2f})", fontsize=7)
+    fig.suptitle(f"most confident mistakes ({len(np.nonzero(predicted != labels)[0])} of "
+                 f"{len(labels)} wrong)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "misclassified.png"), dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    rates = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
+    im = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xlabel("predicted class"), ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix (row-normalised), top-1 {top1_acc:.3f}")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "confusion_matrix.png"), dpi=100)
+    plt.close(fig)
+    return metrics
+
+
+def main(argv=None):
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--model", choices=["best", "final"], default="best")
+    parser.add_argument("--gallery", type=positive_int, default=24,
+                        help="misclassified images to show")
+    parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/analysis)")
+    args = parser.parse_args(argv)
+    out = args.out or os.path.join(args.run_dir, "analysis")
+    metrics = analyse(*predict_validation(args.run_dir, args.model), out, gallery=args.gallery)
+    print(f"top-1 {metrics['top1_accuracy']:.4f} top-5 {metrics['top5_accuracy']:.4f} on "
+          f"{metrics['images']} validation images; wrote {out}/")
+
+
+if __name__ == "__main__":
+    run_cli(main)
