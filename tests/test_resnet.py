@@ -75,6 +75,17 @@ def test_dropped_branch_is_not_computed_and_keep_rate_is_p():
     assert abs(kept / 2000 - 0.7) < 0.04
 
 
+def test_each_blocks_keep_rate_follows_its_survival_probability():
+    x = tf.ones((2, 2))
+    probabilities = [linear_survival(l, 3, 0.25) for l in (1, 2, 3)]  # 0.75, 0.5, 0.25
+    blocks = [StochasticDepth(CountingBranch(), p, seed=10 + i) for i, p in enumerate(probabilities)]
+    step = tf.function(lambda: [b([x, x], training=True) for b in blocks])
+    for _ in range(1500):
+        step()
+    for block, p in zip(blocks, probabilities):
+        assert abs(float(block.branch.calls.numpy()) / 1500 - p) < 0.045
+
+
 def test_inference_scales_the_branch_by_p():
     x = tf.ones((2, 3))
     batch = StochasticDepth(CountingBranch(), survival_probability=0.6)
