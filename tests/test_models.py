@@ -80,7 +80,9 @@ def test_registry_lists_and_rejects():
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_trains_at_small_size(name):
     """timm-style smoke test: right output shape, finite, a gradient for every trainable weight."""
-    model = get_model(name, num_classes=5, width=0.0625)
+    # ResNets at width 0.25: narrower ones (<= 8 stem channels) crash TF 2.21's oneDNN CPU
+    # convolution backprop (a heap corruption observed here, not a tinynet computation).
+    model = get_model(name, num_classes=5, width=0.25 if name.startswith("resnet") else 0.0625)
     size = model_info(name).input_shape[0] or 32  # None: any size (Model 1)
     x = tf.random.stateless_uniform((2, size, size, 3), seed=[1, 2])
     with tf.GradientTape() as tape:
