@@ -1,7 +1,10 @@
 """Shared fixtures: generated datasets (nothing is downloaded at test time) and CLI helpers."""
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -40,3 +43,24 @@ def run_script(script, *args, timeout=600, env=None, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_script_and_kill(script, *args, run_dir, after_epochs, delay, timeout=300):
+    """Starts ``experiments/<script>`` and SIGKILLs it ``delay`` seconds after its
+    ``state.json`` reports ``after_epochs`` finished epochs; returns the exit status."""
+    cmd = [sys.executable, os.path.join(REPO, "experiments", script), *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline:
+            try:
+                if json.loads((run_dir / "state.json").read_text())["completed_epochs"] >= after_epochs:
+                    break
+            except (OSError, ValueError):  # not written yet
+                pass
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return proc.returncode

@@ -4,9 +4,6 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -15,7 +12,7 @@ from tinynet.errors import TinynetError
 from tinynet.training.protocol import Cyclic, Plateau, Protocol, Stage
 from tinynet.training.schedules import cyclic_lr
 
-from conftest import REPO, run_script
+from conftest import run_script, run_script_and_kill
 from test_protocol import load_script
 
 TINY = ["--quick", "--width", "0.0625", "--steps-per-epoch", "3", "--deterministic"]
@@ -96,22 +93,10 @@ def test_restart_uses_the_previous_phases_best_weights(reference_run):
 def test_sigkill_then_resume_gives_same_lrs_and_weights(reference_run, quick_data_dir, tmp_path):
     ref_dir, _ = reference_run
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "densenet_model2.py"), *TINY,
-           "--data-dir", str(quick_data_dir), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:  # kill during phase 3 or at the 2 -> 3 boundary
-            try:
-                if json.loads((run_dir / "state.json").read_text())["completed_epochs"] >= 2:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    # killed during phase 3, or at the 2 -> 3 boundary where phase 3 restarts from the best
+    status = run_script_and_kill("densenet_model2.py", *TINY, "--data-dir", quick_data_dir,
+                                 "--run-dir", run_dir, run_dir=run_dir, after_epochs=2, delay=0.3)
+    assert status == -signal.SIGKILL
     assert json.loads((run_dir / "state.json").read_text())["completed_epochs"] < EPOCHS
     run_script("densenet_model2.py", *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
     assert lr_rows(run_dir) == lr_rows(ref_dir)

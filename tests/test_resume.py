@@ -7,14 +7,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from tinynet.training.rundir import HISTORY_COLUMNS
 
-from conftest import REPO, TINY_RUN, TINY_RUN_EPOCHS, run_script
+from conftest import REPO, TINY_RUN, TINY_RUN_EPOCHS, run_script, run_script_and_kill
 
 
 def tiny_args(data_dir, run_dir, *extra):
@@ -80,23 +79,10 @@ def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(reference
 def test_sigkill_mid_stage_then_resume_is_bit_identical(reference_run, quick_data_dir, tmp_path):
     ref_dir, _ = reference_run
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, os.path.join(REPO, "experiments", "densenet_model1.py"),
-           *map(str, tiny_args(quick_data_dir, run_dir))]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:  # kill inside stage 5 (augmented), during epoch 6
-            try:
-                if json.loads((run_dir / "state.json").read_text())["completed_epochs"] >= 5:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # killed inside stage 5 (augmented), during epoch 6
+    status = run_script_and_kill("densenet_model1.py", *tiny_args(quick_data_dir, run_dir),
+                                 run_dir=run_dir, after_epochs=5, delay=0.2)
+    assert status == -signal.SIGKILL
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running" and state["completed_epochs"] < TINY_RUN_EPOCHS
 
