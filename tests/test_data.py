@@ -125,6 +125,7 @@ def test_verified_archive_is_extracted_and_indexed(small_root, tmp_path):
     root = tiny_imagenet.prepare(str(tmp_path), allow_download=False,
                                  md5=tiny_imagenet.md5sum(str(archive)))
     assert tiny_imagenet.load_index(root).num_classes == 5
+    assert sorted(os.listdir(tmp_path)) == [tiny_imagenet.FOLDER, tiny_imagenet.ARCHIVE]
 
 
 def test_offline_download_says_where_to_put_the_archive(tmp_path):

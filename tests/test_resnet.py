@@ -121,6 +121,15 @@ def test_data_formats_and_batch_norms_agree(name, variant):
                                    rtol=1e-4, atol=1e-6)
 
 
+def test_weight_decay_is_an_l2_gradient_term_on_kernels_only():
+    plain = get_model("resnet18", **SMALL)
+    decayed = get_model("resnet18", weight_decay=1e-4, **SMALL)
+    assert plain.count_params() == decayed.count_params() and not plain.losses
+    kernels = [w for w in decayed.trainable_weights if "kernel" in w.path]
+    expected = sum(float(np.sum(np.square(w.numpy()))) for w in kernels) * 1e-4 / 2
+    assert float(sum(decayed.losses)) == pytest.approx(expected, rel=1e-4)
+
+
 def test_resnets_train_with_stochastic_depth():
     model = get_model("resnet18", variant="e", stochastic_depth=0.5, seed=0, **SMALL)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -86,7 +86,9 @@ def test_sigkill_mid_stage_then_resume_is_bit_identical(reference_run, quick_dat
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "running" and state["completed_epochs"] < TINY_RUN_EPOCHS
 
+    (run_dir / "checkpoints" / ".tmp-x-ckpt-00009.npz").write_bytes(b"half")  # a torn write
     resumed = run_script("densenet_model1.py", *tiny_args(quick_data_dir, run_dir))
+    assert not any(n.startswith(".tmp-") for n in os.listdir(run_dir / "checkpoints"))
     assert f"resuming {run_dir} from ckpt-" in resumed.stdout
     reference, final = final_checkpoint(ref_dir), final_checkpoint(run_dir)
     weights = [k for k in reference if k != "meta"]

@@ -19,7 +19,7 @@ from tinynet.errors import TinynetError  # noqa: E402
 from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
 
 
-def predict_validation(run_dir, which):
+def predict_validation(run_dir, which, skip_corrupt=False):
     """``(index, images uint8, labels, probabilities)`` of the run's validation set."""
     import keras
     import numpy as np
@@ -37,7 +37,7 @@ def predict_validation(run_dir, which):
                                f"(train first, or pass --model best/final)")
     config = tio.read_json(config_path)
     index = tiny_imagenet.load_index(config["dataset"]["root"])
-    val = load_split(index.val, 64, cache="memory")
+    val = load_split(index.val, 64, cache="memory", skip_corrupt=skip_corrupt)
     mean = config.get("input_mean")
     ds = eval_dataset(val, 100, config["protocol"]["val_resolution"],
                       config.get("interpolation", "nearest"),
@@ -121,9 +121,12 @@ def main(argv=None):
     parser.add_argument("--gallery", type=positive_int, default=24,
                         help="misclassified images to show")
     parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/analysis)")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="leave out unreadable validation images instead of stopping")
     args = parser.parse_args(argv)
     out = args.out or os.path.join(args.run_dir, "analysis")
-    metrics = analyse(*predict_validation(args.run_dir, args.model), out, gallery=args.gallery)
+    metrics = analyse(*predict_validation(args.run_dir, args.model, args.skip_corrupt), out,
+                      gallery=args.gallery)
     print(f"top-1 {metrics['top1_accuracy']:.4f} top-5 {metrics['top5_accuracy']:.4f} on "
           f"{metrics['images']} validation images; wrote {out}/")
 

@@ -41,16 +41,16 @@ class ImageSet:
 
     def channel_mean(self):
         """Per-channel mean of the images scaled to [0, 1] (float32 [3]), for mean subtraction."""
-        total, count = np.zeros(3, np.float64), 0
+        # Exact integer sums of the uint8 pixels, so both cache modes give the same bits.
+        total, count = np.zeros(3, np.int64), 0
         if self.in_memory:
-            for start in range(0, len(self), 4096):
-                chunk = self.images[start:start + 4096]
-                total += chunk.reshape(-1, 3).sum(axis=0, dtype=np.float64)
-                count += chunk.shape[0] * chunk.shape[1] * chunk.shape[2]
-        else:
-            for x, _ in eval_dataset(self, 256):
-                total += np.asarray(x, np.float64).reshape(-1, 3).sum(axis=0) * 255
-                count += x.shape[0] * x.shape[1] * x.shape[2]
+            chunks = (self.images[s:s + 4096] for s in range(0, len(self), 4096))
+        else:  # x = u / 255 in float32, from which round(x * 255) recovers u exactly
+            chunks = (np.rint(np.asarray(x) * 255).astype(np.uint8)
+                      for x, _ in eval_dataset(self, 256))
+        for chunk in chunks:
+            total += chunk.reshape(-1, 3).sum(axis=0, dtype=np.int64)
+            count += chunk.shape[0] * chunk.shape[1] * chunk.shape[2]
         return (total / max(count, 1) / 255).astype(np.float32)
 
 

@@ -130,10 +130,21 @@ def prepare(data_dir, allow_download=True, url=URL, md5=MD5):
         print(f"downloading {url} to {archive} (about 240 MB)", flush=True)
         download(archive, url)
     verify_archive(archive, md5)
-    safe_extract(archive, data_dir)
-    root = os.path.join(data_dir, FOLDER)
-    if not os.path.isfile(os.path.join(root, "wnids.txt")):
-        raise TinynetError(f"{archive} did not contain {FOLDER}/wnids.txt; it is not Tiny ImageNet")
+    # Extract beside the target and rename when complete: a kill mid-extraction must not
+    # leave a folder that looks like the dataset but lacks images.
+    partial = os.path.join(data_dir, f".{FOLDER}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        safe_extract(archive, partial)
+        extracted = os.path.join(partial, FOLDER)
+        if not os.path.isfile(os.path.join(extracted, "wnids.txt")):
+            raise TinynetError(f"{archive} did not contain {FOLDER}/wnids.txt; it is not "
+                               f"Tiny ImageNet")
+        root = os.path.join(data_dir, FOLDER)
+        shutil.rmtree(root, ignore_errors=True)  # an incomplete folder without wnids.txt
+        os.rename(extracted, root)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return root
 
 

@@ -70,15 +70,17 @@ def resolve_data_format(data_format):
 class _Ops:
     """Layer factories bound to one model's data format and batch-norm choice."""
 
-    def __init__(self, data_format, batch_norm):
+    def __init__(self, data_format, batch_norm, weight_decay=None):
         self.data_format = data_format
+        # He et al.'s weight decay adds wd * w to the gradient; Keras' L2(l) adds 2 * l * w.
+        self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         self.axis = -1 if data_format == "channels_last" else 1
         self.bn_class = FusedBatchNormalization if batch_norm == "fused" else layers.BatchNormalization
 
     def conv(self, filters, kernel, stride, name):
         return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                              kernel_initializer="he_normal", data_format=self.data_format,
-                             name=name)
+                             kernel_regularizer=self.regularizer, name=name)
 
     def bn(self, name):
         return self.bn_class(axis=self.axis, epsilon=1e-5, momentum=0.9, name=name)
@@ -150,8 +152,12 @@ def _block(x, kind, filters, stride, variant, ops, survival, sd_mode, seed, name
 def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_top=True,
                  classifier_activation="softmax", variant="a", stem="tiny", width=1.0,
                  stochastic_depth=None, stochastic_depth_mode="batch", batch_norm="keras",
-                 data_format=None, seed=None):
-    """Builds ``depth_name`` (a key of ``SPECS``); arguments as in the module docstring."""
+                 data_format=None, seed=None, weight_decay=None):
+    """Builds ``depth_name`` (a key of ``SPECS``); arguments as in the module docstring.
+
+    ``weight_decay``: L2 weight decay on conv and dense kernels as He et al. define it (``wd *
+    w`` added to the gradient, so it goes through momentum); BN parameters are not decayed.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"Invalid value for argument `variant`: expected one of {VARIANTS}. "
                          f"Received: variant={variant!r}")
@@ -163,7 +169,7 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
                          f"{BATCH_NORMS}. Received: batch_norm={batch_norm!r}")
     kind, repeats = SPECS[depth_name]
     data_format = resolve_data_format(data_format)
-    ops = _Ops(data_format, batch_norm)
+    ops = _Ops(data_format, batch_norm, weight_decay)
     widths = [max(1, int(round(w * width))) for w in WIDTHS]
 
     inputs = keras.Input(shape=input_shape, name="image")
@@ -195,7 +201,8 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
         x = layers.Activation("relu", name="post_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(data_format=data_format, name="avg_pool")(x)
-        x = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
+        x = layers.Dense(num_classes, activation=classifier_activation,
+                         kernel_regularizer=ops.regularizer, name="predictions")(x)
     return keras.Model(inputs, x, name=depth_name)
 
 
@@ -203,10 +210,10 @@ def _register(depth_name):
     def entry(input_shape=(64, 64, 3), num_classes=200, include_top=True,
               classifier_activation="softmax", variant="a", stem="tiny", width=1.0,
               stochastic_depth=None, stochastic_depth_mode="batch", batch_norm="keras",
-              data_format=None, seed=None):
+              data_format=None, seed=None, weight_decay=None):
         return build_resnet(depth_name, input_shape, num_classes, include_top,
                             classifier_activation, variant, stem, width, stochastic_depth,
-                            stochastic_depth_mode, batch_norm, data_format, seed)
+                            stochastic_depth_mode, batch_norm, data_format, seed, weight_decay)
 
     entry.__name__ = entry.__qualname__ = depth_name
     entry.__doc__ = f"{depth_name}: {SPECS[depth_name][0]} blocks {SPECS[depth_name][1]}."

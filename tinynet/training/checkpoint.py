@@ -17,6 +17,7 @@ import re
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
 from tinynet import io as tio
 from tinynet.errors import TinynetError
@@ -128,7 +129,8 @@ def load_stage_best(run_dir, model, stage_index):
     if [_canonical(v.path) for v in model.variables] != [_canonical(p) for p in paths]:
         raise TinynetError(f"{path} does not match this model; pass --restart")
     for i, v in enumerate(model.variables):
-        v.assign(arrays[f"model_{i:05d}"])
+        if "seed_generator" not in v.path:  # keep the random stream going, do not rewind it
+            v.assign(arrays[f"model_{i:05d}"])
     return path
 
 
@@ -139,5 +141,6 @@ def read_checkpoint_arrays(path, meta_key="paths"):
         with np.load(io.BytesIO(blob), allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         return arrays.pop(meta_key), arrays
-    except (OSError, zipfile.BadZipFile, EOFError, KeyError, ValueError) as e:
+    except (OSError, tf.errors.OpError, zipfile.BadZipFile, EOFError, KeyError,
+            ValueError) as e:
         raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e})") from None

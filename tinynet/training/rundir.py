@@ -29,7 +29,7 @@ HISTORY = "history.csv"
 BEST_MODEL = "best_model.keras"
 FINAL_MODEL = "final_model.keras"
 PLOT = "plots/training_curves.png"
-_OWNED = [CONFIG, STATE, HISTORY, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER]
+_OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER]
 
 
 class RunDirectory:
@@ -51,6 +51,13 @@ class RunDirectory:
                     tio.rmtree(target)
                 else:
                     tio.remove(target)
+
+    def remove_temporary_files(self):
+        """Deletes what writes killed midway left (``.tmp-*``, see tinynet.io.atomic_write)."""
+        for folder in (self.path, self.file(checkpoint.FOLDER)):
+            for name in tio.listdir(folder):
+                if name.startswith(".tmp-"):
+                    tio.remove(tio.join(folder, name))
 
     def read_config(self):
         return tio.read_json(self.file(CONFIG))

@@ -123,8 +123,17 @@ class _Run:
         self.history = meta["history"]
         self.best = tuple(meta["best"]) if meta["best"] else None
         self.callback_states = meta["callbacks"]
-        self.stage_best = {int(k): v for k, v in meta.get("stage_best", {}).items()}
+        self.stage_best = {int(k): tuple(v) for k, v in meta.get("stage_best", {}).items()}
         self.lrs = [r for r in self.rd.read_lr() if r[1] <= self.completed]
+
+    def write_best_files(self, completed):
+        """Saves the best model and stage-best weights that epoch ``completed`` set (the model
+        holds that epoch's weights)."""
+        if self.best is not None and self.best[1] == completed:
+            self.rd.save_model(self.model, BEST_MODEL)
+        for stage_index, (_, epoch) in self.stage_best.items():
+            if epoch == completed:
+                checkpoint.save_stage_best(self.rd.path, self.model, stage_index)
 
     def on_epoch(self, epoch, logs, lr, seconds, lrs=()):
         p = self.plan[epoch]
@@ -138,20 +147,23 @@ class _Run:
         self.history.append(row)
         if self.best is None or row["val_accuracy"] > self.best[0]:
             self.best = (row["val_accuracy"], epoch + 1)
-            self.rd.save_model(self.model, BEST_MODEL)
         if p.stage_index in self.keep_stage_best and (
-                row["val_accuracy"] > self.stage_best.get(p.stage_index, -1.0)):
-            self.stage_best[p.stage_index] = row["val_accuracy"]
-            checkpoint.save_stage_best(self.rd.path, self.model, p.stage_index)
+                row["val_accuracy"] > self.stage_best.get(p.stage_index, (-1.0, 0))[0]):
+            self.stage_best[p.stage_index] = (row["val_accuracy"], epoch + 1)
+        # lr.csv may run ahead of the checkpoint (a resume drops the extra rows), never behind
+        self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
+        self.rd.write_lr(self.lrs)
         states = {cb.state_key: {"stage": p.stage_index, "state": cb.get_state()}
                   for cb in self.callbacks if hasattr(cb, "get_state")}
         meta = {"completed_epochs": epoch + 1, "seed": self.seed, "best": self.best,
                 "callbacks": states, "history": self.history, "stage_best": self.stage_best,
                 "fingerprint": self.protocol.fingerprint()}
         checkpoint.save_checkpoint(self.rd.path, self.model, self.model.optimizer, meta)
+        # The best weights are written after the checkpoint that records them: a kill in
+        # between is repaired on resume (write_best_files), so they always belong to an epoch
+        # the history keeps.
+        self.write_best_files(epoch + 1)
         self.rd.write_history(self.history)
-        self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
-        self.rd.write_lr(self.lrs)
         self.write_state("running")
         self._seconds += seconds
         self._units += self.costs[epoch]
@@ -194,8 +206,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     configure_determinism(seed, deterministic, log)
     rd = RunDirectory(run_dir)
     identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
-                "seed": seed, "data": {"num_train": len(data.train), "num_val": len(data.val),
-                                       "num_classes": data.num_classes}}
+                "seed": seed, "interpolation": interpolation,
+                "data": {"num_train": len(data.train), "num_val": len(data.val),
+                         "num_classes": data.num_classes}}
     if restart and rd.has_run():
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
@@ -206,8 +219,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         _check_same_run(rd.read_config(), identity, run_dir)
     else:
         # input_mean: what evaluation tools must subtract from x / 255 before the model
-        rd.write_config(dict(identity, deterministic=deterministic, interpolation=interpolation,
-                             dataset=data.description,
+        rd.write_config(dict(identity, deterministic=deterministic, dataset=data.description,
                              input_mean=None if mean is None else [float(m) for m in mean],
                              **provenance()))
 
@@ -227,6 +239,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         # the checkpoint; the checkpoint's rows are the truth.
         rd.write_history(run.history)
         rd.write_lr(run.lrs)
+        run.write_best_files(run.completed)
+        rd.remove_temporary_files()
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done")
     elif rd.has_run() and tio.exists(rd.file("history.csv")):
@@ -244,7 +258,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             path = checkpoint.load_stage_best(run_dir, model, p.stage_index - 1)
             log(f"stage {p.stage_index + 1} starts from the best weights of stage "
                 f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
-                f"{run.stage_best[p.stage_index - 1]:.4f})")
+                f"{run.stage_best[p.stage_index - 1][0]:.4f})")
         if first == start and stage.learning_rate is not None:
             model.optimizer.learning_rate = stage.learning_rate
         augment = ImgaugAugment(stage.augment) if stage.augment else None
