@@ -71,24 +71,41 @@ class EpochEnd(keras.callbacks.Callback):
     """Hands every finished epoch to ``on_epoch(epoch, logs, lr, seconds, lrs)``.
 
     ``lr`` is the learning rate the epoch's first batch trained with and ``lrs`` the
-    ``(iteration, lr)`` of every batch, read at batch begin. Put this callback after any that
-    set the learning rate (CyclicLR) or change state at epoch end (ReduceLROnPlateau), so that
-    what it reads, and what ``on_epoch`` checkpoints, already includes their update.
+    ``(iteration, lr)`` of every batch. Nothing is read from the device per batch: the
+    iteration count is read once per ``fit`` and counted, and the lr is read once per epoch
+    -- or, in a ``cyclic`` phase, taken from that CyclicLR callback, the only thing that changes
+    it within an epoch. Put this callback after any that set the learning rate or change state
+    at epoch end (ReduceLROnPlateau), so that what ``on_epoch`` checkpoints includes their update.
     """
 
-    def __init__(self, on_epoch):
+    def __init__(self, on_epoch, cyclic=None):
         super().__init__()
         self.on_epoch = on_epoch
+        self.cyclic = cyclic
         self._lrs = []
         self._start = None
+        self._iteration = None
+        self._epoch_lr = None
+
+    def on_train_begin(self, logs=None):
+        self._iteration = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lrs = []
+        self._epoch_lr = None
         self._start = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
-        optimizer = self.model.optimizer
-        self._lrs.append((int(optimizer.iterations.numpy()), current_lr(optimizer)))
+        if self.cyclic is not None:
+            lr = self.cyclic.lr_at(self._iteration - self.cyclic.phase_start)
+        else:
+            if self._epoch_lr is None:
+                self._epoch_lr = current_lr(self.model.optimizer)
+            lr = self._epoch_lr
+        self._lrs.append((self._iteration, lr))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._iteration += 1
 
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: float(np.asarray(v)) for k, v in (logs or {}).items()}
@@ -99,9 +116,10 @@ class EpochEnd(keras.callbacks.Callback):
 class CyclicLR(keras.callbacks.Callback):
     """keras-contrib's ``CyclicLR`` (see ``tinynet.training.schedules``), resumable by design.
 
-    The position in the cycle is ``optimizer.iterations - phase_start``, not a counter of its
-    own, so a run restored from a checkpoint (which holds the optimizer's iteration count)
-    continues the cycle exactly where it stopped. Every iteration's lr is kept in
+    The position in the cycle is ``optimizer.iterations - phase_start``, read once when
+    ``fit`` starts (then counted per batch, so no batch waits on a device read), so a run
+    restored from a checkpoint (which holds the optimizer's iteration count) continues the
+    cycle exactly where it stopped. Every iteration's lr is kept in
     ``self.lrs`` as ``(iteration, lr)`` for a per-iteration log.
 
     It owns the learning rate: an optimizer whose learning rate is a schedule object is
@@ -131,12 +149,15 @@ class CyclicLR(keras.callbacks.Callback):
                       keras.optimizers.schedules.LearningRateSchedule):
             raise TinynetError("CyclicLR sets the learning rate every batch; the optimizer "
                                "already has a learning-rate schedule: give it a plain float lr")
+        self._iteration = int(self.model.optimizer.iterations.numpy()) - self.phase_start
 
     def on_train_batch_begin(self, batch, logs=None):
-        iteration = int(self.model.optimizer.iterations.numpy()) - self.phase_start
-        lr = self.lr_at(iteration)
+        lr = self.lr_at(self._iteration)
         self.model.optimizer.learning_rate = lr
-        self.lrs.append((iteration, lr))
+        self.lrs.append((self._iteration, lr))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._iteration += 1
 
 
 def check_lr_callbacks(callbacks):

@@ -37,21 +37,27 @@ def list_checkpoints(run_dir):
     return [tio.join(run_dir, FOLDER, n) for n in names]
 
 
-def save_checkpoint(run_dir, model, optimizer, meta, keep=2):
-    meta = dict(meta,
-                model_variables=[v.path for v in model.variables],
-                optimizer_variables=[v.path for v in optimizer.variables])
-    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
-    arrays.update({f"optimizer_{i:05d}": np.asarray(v.numpy())
-                   for i, v in enumerate(optimizer.variables)})
-    arrays["meta"] = np.asarray(json.dumps(meta))
+def _variable_arrays(prefix, variables):
+    return {f"{prefix}_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
 
+
+def _write_npz(path, arrays):
     def write(local):
         with open(local, "wb") as f:
             np.savez(f, **arrays)
 
-    path = checkpoint_path(run_dir, meta["completed_epochs"])
     tio.atomic_write(path, write)
+
+
+def save_checkpoint(run_dir, model, optimizer, meta, keep=2):
+    meta = dict(meta,
+                model_variables=[v.path for v in model.variables],
+                optimizer_variables=[v.path for v in optimizer.variables])
+    arrays = dict(_variable_arrays("model", model.variables),
+                  **_variable_arrays("optimizer", optimizer.variables),
+                  meta=np.asarray(json.dumps(meta)))
+    path = checkpoint_path(run_dir, meta["completed_epochs"])
+    _write_npz(path, arrays)
     for old in list_checkpoints(run_dir)[keep:]:
         tio.remove(old)
     return path
@@ -107,14 +113,9 @@ def stage_best_path(run_dir, stage_index):
 
 def save_stage_best(run_dir, model, stage_index):
     """The model's variables (not the optimizer's) as the best of stage ``stage_index``."""
-    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
-    arrays["paths"] = np.asarray(json.dumps([v.path for v in model.variables]))
-
-    def write(local):
-        with open(local, "wb") as f:
-            np.savez(f, **arrays)
-
-    tio.atomic_write(stage_best_path(run_dir, stage_index), write)
+    arrays = dict(_variable_arrays("model", model.variables),
+                  paths=np.asarray(json.dumps([v.path for v in model.variables])))
+    _write_npz(stage_best_path(run_dir, stage_index), arrays)
 
 
 def load_stage_best(run_dir, model, stage_index):

@@ -273,13 +273,15 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             if saved and saved["stage"] == p.stage_index:
                 plateau.set_state(saved["state"])
             run.callbacks.append(plateau)
+        cyclic = None
         if stage.cyclic:
             c = stage.cyclic
-            run.callbacks.append(CyclicLR(
+            cyclic = CyclicLR(
                 c.base_lr, c.max_lr, protocol.cyclic_step_size(stage, len(data.train)), c.mode,
-                c.gamma, phase_start=protocol.iterations_before(start, len(data.train))))
+                c.gamma, phase_start=protocol.iterations_before(start, len(data.train)))
+            run.callbacks.append(cyclic)
         check_lr_callbacks(run.callbacks)
-        run.callbacks.append(EpochEnd(run.on_epoch))
+        run.callbacks.append(EpochEnd(run.on_epoch, cyclic))
         # A fresh trace per stage: tf.function would otherwise relax a trace that has seen
         # several stage shapes to unknown dimensions, and a run resumed mid-stage (which
         # traces the static shape) would then compute in a different order than the
