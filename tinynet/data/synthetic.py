@@ -9,12 +9,16 @@ The output is a deterministic function of the arguments (the seed included).
 """
 import json
 import os
+import pickle
 import shutil
+import tarfile
 import tempfile
 
 import cv2
 import numpy as np
 
+from tinynet.data import cifar as _cifar
+from tinynet.data.tiny_imagenet import md5sum as _md5sum
 from tinynet.errors import TinynetError
 
 MARKER = "synthetic.json"
@@ -125,3 +129,154 @@ def ensure_synthetic_tiny_imagenet(root, **spec):
         raise TinynetError(f"{root} holds a synthetic dataset made with {found}, not {wanted}; "
                            f"delete it or pass another --data-dir")
     return root
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 in the real "python version" format (tinynet.data.cifar parses it).
+
+
+# Files of the real archives that the parser ignores; written so that it is tested ignoring them.
+_CIFAR_EXTRAS = {"cifar10": ("readme.html", "<html><body>synthetic CIFAR-10</body></html>\n"),
+                 "cifar100": ("file.txt~", "")}
+
+
+def _cifar_spec(name, num_classes, train_per_class, test_per_class, seed):
+    """The marker's dict, with ``num_classes=None`` resolved to the real count (10 or 100)."""
+    real = _cifar.get_spec(name)
+    num_classes = real.num_classes if num_classes is None else num_classes
+    spec = dict(name=name, num_classes=num_classes, train_per_class=train_per_class,
+                test_per_class=test_per_class, seed=seed)
+    if not 2 <= num_classes <= real.num_classes or train_per_class < 1 or test_per_class < 1:
+        raise TinynetError(f"impossible synthetic {real.title} {spec}: need 2 to "
+                           f"{real.num_classes} classes and >= 1 image per class and split")
+    return spec
+
+
+def render_synthetic_cifar(name="cifar10", num_classes=None, train_per_class=50,
+                           test_per_class=10, seed=0):
+    """The images and labels ``write_synthetic_cifar`` writes, as ``cifar.CifarArrays`` (NHWC):
+    what ``cifar.load`` must read back. Classes are in random order, as in the real batches."""
+    spec = _cifar_spec(name, num_classes, train_per_class, test_per_class, seed)
+    n = spec["num_classes"]
+    rng = np.random.default_rng(seed)
+    patterns = _class_patterns(n, rng)
+
+    def split(per_class):
+        labels = rng.permutation(np.repeat(np.arange(n), per_class)).astype(np.int32)
+        return np.stack([_render(c, patterns, _cifar.IMAGE_SIZE, rng) for c in labels]), labels
+
+    train_images, train_labels = split(train_per_class)
+    test_images, test_labels = split(test_per_class)
+    return _cifar.CifarArrays(train_images, train_labels, test_images, test_labels,
+                              class_names=[f"synthetic_{i}" for i in range(n)])
+
+
+def _cifar_batch(name, images, labels, batch_label, first):
+    """One batch dict as the real files hold it: bytes keys, channel-major uint8 rows, labels
+    as lists of Python ints (CIFAR-100: fine and coarse), file names as bytes."""
+    real = _cifar.get_spec(name)
+    batch = {
+        b"batch_label": batch_label.encode(),
+        real.label_key: [int(c) for c in labels],
+        # NHWC -> NCHW -> one row of 1024 red, 1024 green, 1024 blue values per image.
+        b"data": np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1),
+        b"filenames": [f"synthetic_{c}_s_{first + i:06d}.png".encode()
+                       for i, c in enumerate(labels)],
+    }
+    if name == "cifar100":  # 5 fine classes per coarse class, as in the real set
+        batch[b"coarse_labels"] = [int(c) // 5 for c in labels]
+    return batch
+
+
+def _cifar_meta(name, class_names, batch_size):
+    if name == "cifar10":
+        return {b"num_cases_per_batch": batch_size, b"num_vis": 3 * _cifar.IMAGE_SIZE ** 2,
+                b"label_names": [c.encode() for c in class_names]}
+    groups = (len(class_names) + 4) // 5
+    return {b"fine_label_names": [c.encode() for c in class_names],
+            b"coarse_label_names": [f"synthetic_group_{j}".encode() for j in range(groups)]}
+
+
+def _dump(path, obj):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)  # the real files are protocol 2 (Python 2's cPickle)
+
+
+def _write_cifar_files(folder, name, arrays):
+    real = _cifar.get_spec(name)
+    chunks = np.array_split(np.arange(len(arrays.train_labels)), len(real.train_files))
+    for i, (file, idx) in enumerate(zip(real.train_files, chunks), start=1):
+        label = f"training batch {i} of {len(chunks)}"
+        first = int(idx[0]) if len(idx) else 0
+        _dump(os.path.join(folder, file), _cifar_batch(
+            name, arrays.train_images[idx], arrays.train_labels[idx], label, first))
+    _dump(os.path.join(folder, real.test_file), _cifar_batch(
+        name, arrays.test_images, arrays.test_labels, "testing batch 1 of 1", 0))
+    _dump(os.path.join(folder, real.meta_file),
+          _cifar_meta(name, arrays.class_names, len(chunks[0])))
+    extra, text = _CIFAR_EXTRAS[name]
+    with open(os.path.join(folder, extra), "w") as f:
+        f.write(text)
+
+
+def write_synthetic_cifar(root, name="cifar10", num_classes=None, train_per_class=50,
+                          test_per_class=10, seed=0):
+    """Writes a generated CIFAR-10/100 folder at ``root`` (which must not exist) in exactly the
+    real layout and pickle format, so tests exercise the real parser; returns ``root``.
+
+    CIFAR-10's training images are spread over data_batch_1..5. The folder is built in a
+    temporary sibling and renamed into place, so an interruption leaves nothing that looks
+    complete. The output is a deterministic function of the arguments.
+    """
+    spec = _cifar_spec(name, num_classes, train_per_class, test_per_class, seed)
+    if os.path.exists(root):
+        raise TinynetError(f"{root} already exists; delete it or use ensure_synthetic_cifar")
+    arrays = render_synthetic_cifar(**spec)
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+    try:
+        _write_cifar_files(tmp, name, arrays)
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump(spec, f, indent=2, sort_keys=True)
+        os.rename(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+def ensure_synthetic_cifar(root, name, **spec):
+    """Returns ``root``, generating it first if absent; refuses a folder made with another spec."""
+    if not os.path.exists(root):
+        return write_synthetic_cifar(root, name, **spec)
+    marker = os.path.join(root, MARKER)
+    if not os.path.isfile(marker):
+        raise TinynetError(f"{root} exists but is not a generated dataset ({MARKER} missing); "
+                           f"pass another --data-dir for synthetic data")
+    with open(marker) as f:
+        found = json.load(f)
+    if spec.get("num_classes", 0) is None:  # None means the real count, as in the writer
+        spec["num_classes"] = _cifar.get_spec(name).num_classes
+    wanted = dict(found, name=name, **spec)
+    if found != wanted:
+        raise TinynetError(f"{root} holds a synthetic dataset made with {found}, not {wanted}; "
+                           f"delete it or pass another --data-dir")
+    return root
+
+
+def write_synthetic_cifar_archive(data_dir, name="cifar10", **spec):
+    """Packs a generated folder as the real archive ``data_dir/<archive name>`` (with the real
+    folder name inside), for tests of ``cifar.prepare``; returns ``(archive_path, md5)``."""
+    real = _cifar.get_spec(name)
+    os.makedirs(data_dir, exist_ok=True)
+    archive = os.path.join(data_dir, real.archive)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-archive-", dir=data_dir)
+    try:
+        folder = write_synthetic_cifar(os.path.join(tmp, real.folder), name, **spec)
+        with tarfile.open(archive + ".part", "w:gz") as tar:
+            tar.add(folder, arcname=real.folder)
+        os.replace(archive + ".part", archive)  # never a half-written archive under the real name
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return archive, _md5sum(archive)
