@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="tinynet",
-    version="0.1.0",
+    version="0.2.0",
     description=(
         "Tiny ImageNet and CIFAR reproductions (DenseNet Models 1/2, ResNets, DenResNet, "
         "Multi-ResNet, ResNet design space) in TensorFlow/Keras 3, resumable after a lost session."

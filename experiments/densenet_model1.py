@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.experiment import (OneLineParser, add_common_arguments, resolve_quick,  # noqa: E402
                                 run_cli, run_experiment)
-from tinynet.training.protocol import Plateau, Protocol, Stage  # noqa: E402
+from tinynet.training.lr import Plateau  # noqa: E402
+from tinynet.training.protocol import Protocol, Stage  # noqa: E402
 
 EXPERIMENT = "densenet_model1"
 MODEL = "densenet_model1"
@@ -51,13 +52,13 @@ PROGRESSIVE = Protocol(
     val_resolution=64,
     stages=(
         Stage("32px", resolution=32, batch_size=256, epochs=15, steps_per_epoch=STEPS,
-              plateau=Plateau(**PLATEAU)),
+              lr=Plateau(**PLATEAU)),
         Stage("64px", resolution=64, batch_size=64, epochs=30, steps_per_epoch=STEPS,
-              plateau=Plateau(**PLATEAU, first_epoch=0, last_epoch=15)),
+              lr=Plateau(**PLATEAU, first_epoch=0, last_epoch=15)),
         Stage("16px", resolution=16, batch_size=256, epochs=10, steps_per_epoch=STEPS),
         Stage("64px-again", resolution=64, batch_size=64, epochs=15, steps_per_epoch=STEPS),
         Stage("64px-augmented", resolution=64, batch_size=64, epochs=175, steps_per_epoch=STEPS,
-              augment="densenet_model1", plateau=Plateau(**PLATEAU, first_epoch=105)),
+              augment="densenet_model1", lr=Plateau(**PLATEAU, first_epoch=105)),
     ),
 )
 

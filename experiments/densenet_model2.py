@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.experiment import (OneLineParser, add_common_arguments, resolve_quick,  # noqa: E402
                                 run_cli, run_experiment)
-from tinynet.training.protocol import Cyclic, Protocol, Stage  # noqa: E402
+from tinynet.training.lr import Cyclic  # noqa: E402
+from tinynet.training.protocol import Protocol, Stage  # noqa: E402
 
 EXPERIMENT = "densenet_model2"
 MODEL = "densenet_model2"
@@ -60,7 +61,7 @@ def protocol(optimizer="rmsprop"):
         val_resolution=64,
         stages=tuple(
             Stage(f"phase{i}", resolution=64, batch_size=BATCH, epochs=epochs,
-                  augment="densenet_model2", cyclic=Cyclic(base, top, step, "triangular2"),
+                  augment="densenet_model2", lr=Cyclic(base, top, step, "triangular2"),
                   restart_from_best=i > 1)
             for i, (epochs, base, top, step) in enumerate(PHASES, start=1)),
     )

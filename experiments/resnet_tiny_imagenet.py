@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,  # noqa: E402
                                 resolve_quick, run_cli, run_experiment)
+from tinynet.training.lr import Constant  # noqa: E402
 from tinynet.training.protocol import Protocol, Stage  # noqa: E402
 
 EXPERIMENT = "resnet_tiny_imagenet"
@@ -41,7 +42,7 @@ OPTIMIZER = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9}
 WEIGHT_DECAY = 1e-4  # in the model (kernel L2), see the header
 VARIANTS = {  # variant: (recipe, stochastic depth p_L, [(epochs of 1k iterations, lr), ...])
     "vanilla": (None, None, [(10, 0.1), (5, 0.01)]),
-    "improved": ("resnet_basic", 0.5, [(15, 0.1), (10, 0.01), (5, 0.001)]),
+    "improved": ("resnet_basic", 0.5, [(15, 0.1), (10, 0.01), (5, 0.001)]),  # + mean subtraction
     "final": ("resnet_heavy", 0.5, [(40, 0.1), (20, 0.01), (10, 0.001)]),
 }
 # width 0.25: at 0.125 with the 64 px stem TF 2.21's oneDNN CPU kernels corrupt the heap.
@@ -52,9 +53,9 @@ def protocol(variant):
     recipe, _, schedule = VARIANTS[variant]
     return Protocol(
         name=f"resnet_tiny_imagenet_{variant}", optimizer=OPTIMIZER, val_resolution=64,
-        eval_batch_size=BATCH,
+        eval_batch_size=BATCH, normalize=None if variant == "vanilla" else "mean",
         stages=tuple(Stage(f"lr{lr:g}", resolution=64, batch_size=BATCH, epochs=epochs,
-                           steps_per_epoch=STEPS, augment=recipe, learning_rate=lr)
+                           steps_per_epoch=STEPS, augment=recipe, lr=Constant(lr))
                      for epochs, lr in schedule))
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tinynet.errors import TinynetError
-from tinynet.training.protocol import Cyclic, Plateau, Protocol, Stage
+from tinynet.training.lr import Cyclic, Plateau
+from tinynet.training.protocol import Protocol, Stage
 from tinynet.training.schedules import cyclic_lr
 
 from conftest import run_script, run_script_and_kill
@@ -31,18 +32,19 @@ def test_protocol_is_the_original_codes(model2):
     assert [s.epochs for s in p.stages] == [24, 24, 24, 12, 12, 12] and p.total_epochs == 108
     assert {(s.batch_size, s.resolution, s.augment) for s in p.stages} == {(128, 64, "densenet_model2")}
     assert [s.restart_from_best for s in p.stages] == [False] + [True] * 5
-    assert [(s.cyclic.base_lr, s.cyclic.max_lr, s.cyclic.mode) for s in p.stages] == [
+    assert [(s.lr.base_lr, s.lr.max_lr, s.lr.mode) for s in p.stages] == [
         (1e-4, 6e-4, "triangular2"), (1e-5, 6e-5, "triangular2"), (1e-5, 6e-5, "triangular2"),
         (1e-6, 6e-6, "triangular2"), (1e-5, 6e-5, "triangular2"), (1e-7, 6e-7, "triangular2")]
     # steps per epoch and step sizes follow from the 100,000 training images
     assert {p.steps_of(s, 100_000) for s in p.stages} == {781}
-    assert [p.cyclic_step_size(s, 100_000) for s in p.stages] == [4686, 4686, 3124, 1562, 1562, 1562]
+    assert [s.lr.step_size(p.steps_of(s, 100_000)) for s in p.stages] == [
+        4686, 4686, 3124, 1562, 1562, 1562]
 
 
 def test_a_stage_has_one_lr_policy():
-    with pytest.raises(TinynetError, match="both ReduceLROnPlateau and CyclicLR"):
-        Protocol("x", (Stage("a", 64, 8, 1, plateau=Plateau(0.1, 5, 0),
-                             cyclic=Cyclic(1e-4, 1e-3, 2)),), {"name": "adam"})
+    with pytest.raises(TinynetError, match="one learning-rate policy"):
+        Protocol("x", (Stage("a", 64, 8, 1, lr=(Plateau(0.1, 5, 0), Cyclic(1e-4, 1e-3, 2))),),
+                 {"name": "adam"})
     with pytest.raises(TinynetError, match="no stage before it"):
         Protocol("x", (Stage("a", 64, 8, 1, restart_from_best=True),), {"name": "adam"})
 
@@ -71,8 +73,8 @@ def test_six_phases_end_to_end(reference_run, model2):
     p = model2.protocol().scaled(0.05)
     for it, epoch, lr in rows:  # every iteration's lr is the phase's triangular2 formula
         stage = p.stages[epoch - 1]
-        step = max(1, round(stage.cyclic.step_size_epochs * 3))
-        expected = cyclic_lr(it - 3 * (epoch - 1), stage.cyclic.base_lr, stage.cyclic.max_lr,
+        step = max(1, round(stage.lr.step_size_epochs * 3))
+        expected = cyclic_lr(it - 3 * (epoch - 1), stage.lr.base_lr, stage.lr.max_lr,
                              step, "triangular2")
         assert lr == pytest.approx(expected, rel=1e-6)
     with open(run_dir / "history.csv") as f:

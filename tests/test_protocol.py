@@ -6,6 +6,7 @@ import os
 import pytest
 
 from tinynet.errors import TinynetError
+from tinynet.training.lr import Plateau
 from tinynet.training.protocol import Protocol
 
 from conftest import REPO
@@ -31,7 +32,7 @@ def test_progressive_protocol_is_the_notebooks(model1):
     assert p.total_epochs == 245 and p.val_resolution == 64
     assert p.optimizer == {"name": "adam", "learning_rate": 1e-3}
     assert [s.augment for s in p.stages] == [None] * 4 + ["densenet_model1"]
-    plateaus = [s.plateau for s in p.stages]
+    plateaus = [s.lr if isinstance(s.lr, Plateau) else None for s in p.stages]
     assert plateaus[2] is None and plateaus[3] is None
     for q in (plateaus[0], plateaus[1], plateaus[4]):
         assert (q.factor, q.patience, q.min_lr) == (math.sqrt(0.1), 5, 0.5e-6)
@@ -49,7 +50,7 @@ def test_fixed_64_ablation_keeps_everything_but_resolution(model1):
 def test_scaling_keeps_every_stage_and_plateau_window(model1):
     p = model1.PROGRESSIVE.scaled(0.02)
     assert [s.epochs for s in p.stages] == [1, 1, 1, 1, 4]
-    windows = [(s.plateau.first_epoch, s.plateau.last_epoch) for s in p.stages if s.plateau]
+    windows = [(s.lr.first_epoch, s.lr.last_epoch) for s in p.stages if isinstance(s.lr, Plateau)]
     assert windows == [(0, None), (0, 1), (2, None)]
     assert p.with_steps(3).stages[4].steps_per_epoch == 3
 

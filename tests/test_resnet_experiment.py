@@ -18,11 +18,14 @@ def test_variants_follow_seed_001():
         p = script.protocol(variant)
         assert sum(s.epochs * s.steps_per_epoch for s in p.stages) == iterations
         assert {s.batch_size for s in p.stages} == {100}
-        assert [s.learning_rate for s in p.stages][:2] == [0.1, 0.01]
+        assert [s.lr.lr for s in p.stages][:2] == [0.1, 0.01]
     assert script.protocol("vanilla").stages[0].epochs * 1000 == 10_000  # annealing at 10k
     assert {s.augment for s in script.protocol("vanilla").stages} == {None}
     assert {s.augment for s in script.protocol("improved").stages} == {"resnet_basic"}
     assert {s.augment for s in script.protocol("final").stages} == {"resnet_heavy"}
+    # global mean subtraction: the improved and final protocols (a pipeline step, not a recipe)
+    assert [script.protocol(v).normalize for v in ("vanilla", "improved", "final")] == [
+        None, "mean", "mean"]
     assert script.VARIANTS["vanilla"][1] is None and script.VARIANTS["final"][1] == 0.5
 
 

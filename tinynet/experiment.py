@@ -35,6 +35,16 @@ def positive_int(text):
     return value
 
 
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def positive_float(text):
     try:
         value = float(text)
@@ -56,24 +66,37 @@ class QuickPreset:
         num_classes=20, train_per_class=60, val_per_class=10, test_images=20))
 
 
-def add_common_arguments(parser, experiment, quick=QuickPreset()):
+def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-imagenet"):
+    """The flags every experiment script shares; ``dataset`` is the script's default dataset
+    (``--quick`` uses its generated twin)."""
+    from tinynet.augment import list_backends
+    from tinynet.data.datasets import list_datasets
+
+    parser.set_defaults(default_dataset=dataset)
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", choices=["tiny-imagenet", "synthetic"], default=None,
-                   help="tiny-imagenet (downloaded or found in --data-dir) or a generated "
-                        "dataset in the same layout (default: tiny-imagenet; synthetic with --quick)")
+    g.add_argument("--dataset", choices=list_datasets() + ["synthetic"], default=None,
+                   help=f"a registered dataset (default: {dataset}; its generated twin "
+                        f"synthetic-... with --quick; 'synthetic' = synthetic-tiny-imagenet)")
     g.add_argument("--data-dir", default=None,
-                   help="folder holding tiny-imagenet-200/ or its zip (default: data/); for "
-                        "synthetic data, where it is generated (default: data/synthetic)")
+                   help="folder holding the dataset or its archive (default: data/); for "
+                        "generated data, where it is made (default: data/<dataset>)")
     g.add_argument("--cache", choices=["auto", "memory", "none"], default="auto",
-                   help="keep decoded images in memory (auto: when they take under half the "
-                        "free memory)")
+                   help="Tiny ImageNet: keep decoded images in memory (auto: when they take "
+                        "under half the free memory)")
     g.add_argument("--skip-corrupt", action="store_true",
                    help="skip and count corrupt images instead of stopping at the first one")
     g.add_argument("--no-download", action="store_true",
                    help="never download; fail if the dataset is not in --data-dir")
+    g.add_argument("--val-split", type=non_negative_int, default=None,
+                   help="CIFAR: training images held out for validation (0: validate on the "
+                        "test set)")
+    g.add_argument("--split-seed", type=non_negative_int, default=None,
+                   help="CIFAR: seed of the permutation that holds out --val-split images")
     g.add_argument("--interpolation", default="nearest",
                    choices=["nearest", "bilinear", "bicubic", "area", "lanczos3"],
                    help="resizing to a stage's resolution (default nearest, as the original)")
+    g.add_argument("--augment-backend", choices=list_backends(), default="imgaug",
+                   help="the library that runs the augmentation recipes")
     g = parser.add_argument_group("run")
     g.add_argument("--run-dir", default=None,
                    help=f"run directory: a path, a Drive mount or gs://... "
@@ -93,83 +116,82 @@ def add_common_arguments(parser, experiment, quick=QuickPreset()):
     g.add_argument("--restart", action="store_true",
                    help="discard the run in --run-dir and start over")
     g.add_argument("--quick", action="store_true",
-                   help=f"CPU demo: synthetic data, width {quick.width:g}, "
+                   help=f"CPU demo: generated data, width {quick.width:g}, "
                         f"{quick.steps_per_epoch} steps per epoch, epochs x{quick.epochs_scale:g}")
 
 
 def resolve_quick(args, experiment, preset=QuickPreset()):
     """Fills flags left unset from the ``--quick`` preset (explicit flags always win)."""
+    from tinynet.data.datasets import ALIASES, SYNTHETIC_OF, default_data_dir
+
+    default = getattr(args, "default_dataset", "tiny-imagenet")
     if args.quick:
-        args.dataset = args.dataset or "synthetic"
+        args.dataset = args.dataset or SYNTHETIC_OF.get(default, default)
         args.width = args.width or preset.width
         args.steps_per_epoch = args.steps_per_epoch or preset.steps_per_epoch
         args.epochs_scale = args.epochs_scale or preset.epochs_scale
-    args.dataset = args.dataset or "tiny-imagenet"
+    args.dataset = ALIASES.get(args.dataset, args.dataset) or default
     args.width = args.width or 1.0
     args.epochs_scale = args.epochs_scale or 1.0
     args.run_dir = args.run_dir or os.path.join("runs", experiment + ("-quick" if args.quick else ""))
     if args.data_dir is None:
-        args.data_dir = os.path.join("data", "synthetic") if args.dataset == "synthetic" else "data"
-    args.synthetic_spec = preset.synthetic if args.quick else dict(
-        num_classes=20, train_per_class=100, val_per_class=20, test_images=20)
+        args.data_dir = default_data_dir(args.dataset)
+    args.synthetic_spec = preset.synthetic if args.quick else {}
     return args
 
 
-def load_tiny_imagenet_data(args, image_size=64):
-    """The dataset named by the flags, decoded, as a ``runner.TrainData``."""
-    from tinynet.data import tiny_imagenet
-    from tinynet.data.pipeline import load_split
-    from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet
-    from tinynet.training.runner import TrainData
+def dataset_arguments(args):
+    """``get_dataset`` keyword arguments from the flags, refusing flags the dataset lacks."""
+    from tinynet.data.datasets import dataset_arguments as accepted_by
 
-    if args.dataset == "synthetic":
-        root = ensure_synthetic_tiny_imagenet(args.data_dir, **args.synthetic_spec)
-    else:
-        root = tiny_imagenet.prepare(args.data_dir, allow_download=not args.no_download)
-    index = tiny_imagenet.load_index(root)
-    train = load_split(index.train, image_size, args.cache, args.skip_corrupt)
-    val = load_split(index.val, image_size, args.cache, args.skip_corrupt)
-    description = {"dataset": args.dataset, "root": os.path.abspath(root),
-                   "num_train": len(train), "num_val": len(val),
-                   "num_classes": index.num_classes, "in_memory": train.in_memory}
-    return TrainData(train=train, val=val, class_names=index.class_names, description=description)
-
-
-DETERMINISTIC_ENV = {"TF_NUM_INTEROP_THREADS": "1", "PYTHONHASHSEED": "0"}
-
-
-def reexec_for_determinism():
-    """Restarts this process with ``DETERMINISTIC_ENV`` unless it already has it.
-
-    Op determinism alone does not make two runs agree bit for bit on CPU: measured here
-    (TF 2.21), about one run in four of the same training steps ended with different last bits
-    while independent graph ops ran concurrently on the inter-op thread pool; with one inter-op
-    thread, every run agreed. (Intra-op parallelism -- the threads inside one convolution --
-    is kept.) The hash seed is fixed too so that nothing in graph construction that iterates
-    over a set of strings can change between runs. Both settings are read when TensorFlow
-    starts, hence the re-exec. The input pipeline keeps its parallelism through a private
-    thread pool (``tinynet.data.pipeline``).
-    """
-    if any(os.environ.get(k) != v for k, v in DETERMINISTIC_ENV.items()):
-        env = dict(os.environ, **DETERMINISTIC_ENV)
-        os.execve(sys.executable, [sys.executable] + sys.argv, env)
+    accepted = accepted_by(args.dataset)
+    kwargs = {"data_dir": args.data_dir}
+    wanted = {"cache": args.cache, "skip_corrupt": args.skip_corrupt,
+              "download": not args.no_download, "val_split": args.val_split,
+              "split_seed": args.split_seed}
+    defaults = {"cache": "auto", "skip_corrupt": False, "download": True}
+    for key, value in wanted.items():
+        if value is None or (key in defaults and value == defaults[key] and key not in accepted):
+            continue
+        if key not in accepted:
+            raise TinynetError(f"--{key.replace('_', '-')} does not apply to dataset "
+                               f"{args.dataset!r} (it accepts: {', '.join(accepted)})")
+        kwargs[key] = value
+    if args.dataset.startswith("synthetic"):
+        spec = {k: v for k, v in args.synthetic_spec.items() if k in accepted}
+        kwargs.update(spec)
+    return kwargs
 
 
-def run_experiment(args, protocol, model_name, model_kwargs=None):
-    """Loads the data the flags name and runs ``protocol`` (already resolved from the script's
-    data) with the command-line overrides applied; returns the trained model."""
+def load_data(args):
+    """The dataset the flags name, decoded, as a ``tinynet.data.datasets.TrainData``."""
+    from tinynet.data.datasets import get_dataset
+
+    return get_dataset(args.dataset, **dataset_arguments(args))
+
+
+def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, init_from=None):
+    """Loads the data the flags name (unless given) and runs ``protocol`` (already resolved
+    from the script's data) with the command-line overrides applied; returns the model."""
     from tinynet.training.protocol import describe
     from tinynet.training.runner import run_protocol
 
-    data = load_tiny_imagenet_data(args)
+    data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
     print(describe(protocol, len(data.train)), flush=True)
-    model_kwargs = dict(model_kwargs or {}, width=args.width)
+    from tinynet.models import model_info
+
+    model_kwargs = dict(model_kwargs or {})
+    if "width" in model_info(model_name).arguments:
+        model_kwargs.setdefault("width", args.width)
+    elif args.width != 1.0:
+        raise TinynetError(f"--width does not apply to {model_name}: it has no width multiplier")
     if args.data_format:
         model_kwargs["data_format"] = args.data_format
     return run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
                         run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
                         restart=args.restart, interpolation=args.interpolation,
+                        augment_backend=args.augment_backend, init_from=init_from,
                         log=lambda line: print(line, flush=True))
 
 
@@ -177,6 +199,7 @@ def run_cli(main, argv=None):
     """Runs ``main(argv)``; user mistakes become one line on stderr and exit status 2, and a
     Ctrl-C says how to resume."""
     if argv is None and "--deterministic" in sys.argv[1:]:
+        from tinynet.training.determinism import reexec_for_determinism
         reexec_for_determinism()
     try:
         main(argv)

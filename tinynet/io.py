@@ -12,10 +12,20 @@ import tensorflow as tf
 
 gfile = tf.io.gfile
 
-# mkstemp creates files readable by the owner only; run-directory files should get the usual
-# permissions (a run dir is often shared or synced), so the process umask is applied instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _umask():
+    """The process umask, read when a file is written (not at import: setting it to read it
+    would briefly change it for every thread of the importing program)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def is_local(path):
@@ -71,7 +81,9 @@ def atomic_write(path, write_fn):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=parent)
         os.close(fd)
         try:
-            os.chmod(tmp, 0o666 & ~_UMASK)
+            # mkstemp makes owner-only files; run-directory files get the usual permissions
+            # (a run dir is often shared or synced)
+            os.chmod(tmp, 0o666 & ~_umask())
             write_fn(tmp)
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

@@ -1,16 +1,18 @@
-"""Training curves with stage boundaries marked, like Figs. 3 and 4 of seed 002."""
-import matplotlib
+"""Training curves with stage boundaries marked, like Figs. 3 and 4 of seed 002.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+Figures are ``matplotlib.figure.Figure`` objects rendered by the Agg canvas directly, so
+importing tinynet never switches a notebook's matplotlib backend.
+"""
+from matplotlib.figure import Figure
 
-from tinynet import io as tio  # noqa: E402
+from tinynet import io as tio
 
 
 def plot_history(history, path, title=None):
     """Accuracy and loss (train and validation) against global epoch from a history DataFrame
     with the columns of ``history.csv``; a dashed line and a label mark each stage's start."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig = Figure(figsize=(12, 4.2))
+    axes = fig.subplots(1, 2)
     x = history["global_epoch"]
     for ax, metric, label in ((axes[0], "accuracy", "accuracy"), (axes[1], "loss", "loss")):
         ax.plot(x, history[metric], label=f"train {label}")
@@ -29,4 +31,3 @@ def plot_history(history, path, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     tio.atomic_write(path, lambda local: fig.savefig(local, dpi=110, format="png"))
-    plt.close(fig)

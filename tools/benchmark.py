@@ -22,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.tables import markdown_table  # noqa: E402
 from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
@@ -58,12 +59,6 @@ def record(section, table, notes):
     os.makedirs(os.path.dirname(DOC), exist_ok=True)
     with open(DOC, "w") as f:
         f.write(text.rstrip("\n") + "\n")
-
-
-def markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def train_throughput(name, batch_size, resolution, steps, warmup, width, num_classes=200,
@@ -189,10 +184,10 @@ def cmd_quick(args):
 
 def pipeline_throughput(image_set, recipe, parallel, batches, batch_size=128, warmup=2):
     """Images/s of ``train_dataset`` at 64 px with ``recipe`` (None: no augmentation)."""
-    from tinynet.augment import ImgaugAugment
+    from tinynet.augment import get_augmenter
     from tinynet.data.pipeline import train_dataset
 
-    augment = ImgaugAugment(recipe) if recipe else None
+    augment = get_augmenter(recipe) if recipe else None
     ds = train_dataset(image_set, seed=0, first_epoch=0, num_epochs=1,
                        steps_per_epoch=warmup + batches, batch_size=batch_size, sample_offset=0,
                        resolution=64, augment=augment, num_parallel_calls=parallel)
@@ -208,7 +203,7 @@ def pipeline_throughput(image_set, recipe, parallel, batches, batch_size=128, wa
 def cmd_pipeline(args):
     import tempfile
 
-    from tinynet.augment import list_recipes
+    from tinynet.augment import get_recipe, list_recipes
     from tinynet.data import tiny_imagenet
     from tinynet.data.pipeline import load_split
     from tinynet.data.synthetic import write_synthetic_tiny_imagenet
@@ -222,7 +217,7 @@ def cmd_pipeline(args):
         cases = [("decode JPEGs from disk, no augmentation", on_disk, None),
                  ("decoded in memory, no augmentation", in_memory, None)]
         cases += [(f"in memory + `{r}`", in_memory, r) for r in list_recipes()
-                  if not r.startswith("cifar")]  # the CIFAR recipe expects 32 px images
+                  if get_recipe(r).input_size in (None, 64)]  # 64 px images here
         rows = []
         for label, image_set, recipe in cases:
             rates = [pipeline_throughput(image_set, recipe, p, args.batches) for p in (1, 2)]

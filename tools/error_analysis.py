@@ -6,8 +6,9 @@ section 8 of seed 001 (Fig. 14: misclassified images with their true and predict
 Writes into RUN_DIR/analysis/: ``metrics.json`` (top-1 and top-5 accuracy and error),
 ``misclassified.png`` (a gallery of wrong predictions with true and predicted names from
 ``words.txt``), ``confused_pairs.csv`` (the most frequent true -> predicted confusions),
-``per_class_accuracy.csv`` and ``confusion_matrix.png``. The dataset, the validation
-resolution, the resizing and any input mean subtraction are read from ``config.json``.
+``per_class_accuracy.csv`` and ``confusion_matrix.png``. The run is loaded with
+``tinynet.evaluation.load_run``: the dataset from the registry entry config.json records, the
+validation resolution, the resizing and the input normalisation the run trained with.
 """
 import json
 import os
@@ -20,48 +21,35 @@ from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E40
 
 
 def predict_validation(run_dir, which, skip_corrupt=False):
-    """``(index, images uint8, labels, probabilities)`` of the run's validation set."""
-    import keras
+    """``(class_names, class_ids, images uint8, labels, probabilities)`` of the run's
+    validation set, evaluated as the run validated (``tinynet.evaluation.load_run``)."""
     import numpy as np
 
-    import tinynet.layers  # noqa: F401  (registers tinynet's layers for load_model)
-    from tinynet import io as tio
-    from tinynet.data import tiny_imagenet
-    from tinynet.data.pipeline import eval_dataset, load_split
+    from tinynet.data.images import decode_images
+    from tinynet.evaluation import load_run
 
-    config_path = tio.join(run_dir, "config.json")
-    model_path = tio.join(run_dir, f"{which}_model.keras")
-    for path, what in ((config_path, "a run directory"), (model_path, f"a saved {which} model")):
-        if not tio.exists(path):
-            raise TinynetError(f"{path} is missing: {run_dir} is not {what} yet "
-                               f"(train first, or pass --model best/final)")
-    config = tio.read_json(config_path)
-    index = tiny_imagenet.load_index(config["dataset"]["root"])
-    val = load_split(index.val, 64, cache="memory", skip_corrupt=skip_corrupt)
-    mean = config.get("input_mean")
-    ds = eval_dataset(val, 100, config["protocol"]["val_resolution"],
-                      config.get("interpolation", "nearest"),
-                      None if mean is None else np.asarray(mean, np.float32))
-    model = keras.models.load_model(model_path)
-    probabilities = model.predict(ds, verbose=0)
-    return index, val.images, val.labels, probabilities
+    run = load_run(run_dir, which, skip_corrupt=skip_corrupt)
+    probabilities, labels = run.predict("val")
+    val = run.data.val
+    images = val.images if val.in_memory else decode_images(val.paths, val.image_size)[0]
+    ids = run.data.class_ids or [str(i) for i in range(run.data.num_classes)]
+    return run.data.class_names, ids, np.asarray(images), labels, probabilities
 
 
-def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs=50):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def analyse(class_names, class_ids, images, labels, probabilities, out_dir, gallery=24,
+            top_pairs=50):
     import numpy as np
     import pandas as pd
+    from matplotlib.figure import Figure
+
+    from tinynet.evaluation import metrics as top_k_metrics
 
     os.makedirs(out_dir, exist_ok=True)
-    names = [n.split(",")[0] for n in index.class_names]
+    names = [n.split(",")[0] for n in class_names]
     predicted = probabilities.argmax(axis=1)
-    top5 = np.argsort(-probabilities, axis=1)[:, :5]
-    top1_acc = float(np.mean(predicted == labels))
-    top5_acc = float(np.mean((top5 == labels[:, None]).any(axis=1)))
-    metrics = {"images": int(len(labels)), "top1_accuracy": top1_acc, "top5_accuracy": top5_acc,
-               "top1_error": 1 - top1_acc, "top5_error": 1 - top5_acc}
+    metrics = top_k_metrics(probabilities, labels)
+    top1_acc = metrics["top1_accuracy"]
+    metrics["top5_error"] = 1 - metrics["top5_accuracy"]
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
 
@@ -69,7 +57,7 @@ def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs
     confusion = np.zeros((k, k), np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     per_class = pd.DataFrame({
-        "class": range(k), "wnid": index.wnids, "name": names,
+        "class": range(k), "wnid": class_ids, "name": names,
         "images": confusion.sum(axis=1), "correct": np.diag(confusion)})
     per_class["accuracy"] = per_class["correct"] / per_class["images"].clip(lower=1)
     per_class.sort_values("accuracy").to_csv(os.path.join(out_dir, "per_class_accuracy.csv"),
@@ -77,9 +65,9 @@ def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs
     off = confusion.copy()
     np.fill_diagonal(off, 0)
     true_idx, pred_idx = np.nonzero(off)
-    pairs = pd.DataFrame({"true_wnid": [index.wnids[i] for i in true_idx],
+    pairs = pd.DataFrame({"true_wnid": [class_ids[i] for i in true_idx],
                           "true_name": [names[i] for i in true_idx],
-                          "predicted_wnid": [index.wnids[j] for j in pred_idx],
+                          "predicted_wnid": [class_ids[j] for j in pred_idx],
                           "predicted_name": [names[j] for j in pred_idx],
                           "count": off[true_idx, pred_idx]})
     pairs.sort_values("count", ascending=False, kind="stable").head(top_pairs).to_csv(
@@ -89,7 +77,8 @@ def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]], kind="stable")][:gallery]
     cols = 6
     rows = max(1, -(-len(wrong) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.4 * rows), squeeze=False)
+    fig = Figure(figsize=(2.1 * cols, 2.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), wrong):
@@ -100,9 +89,9 @@ def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs
                  f"{len(labels)} wrong)", fontsize=9)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "misclassified.png"), dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig = Figure(figsize=(7, 6))
+    ax = fig.subplots()
     rates = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
     im = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("predicted class"), ax.set_ylabel("true class")
@@ -110,7 +99,6 @@ def analyse(index, images, labels, probabilities, out_dir, gallery=24, top_pairs
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "confusion_matrix.png"), dpi=100)
-    plt.close(fig)
     return metrics
 
 

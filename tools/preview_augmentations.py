@@ -17,21 +17,21 @@ from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E40
 
 
 def preview(recipe, images, names, versions, path, seed=0):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
-    from tinynet.augment import ImgaugAugment
+    from tinynet.augment import ImgaugAugment, get_recipe
+    from tinynet.data.pipeline import resize_batch
 
-    if recipe.startswith("cifar"):  # the CIFAR recipe crops 32 px images
-        images = images[:, ::2, ::2]
+    size = get_recipe(recipe).input_size
+    if size and size != images.shape[1]:  # e.g. the CIFAR recipe crops 32 px images
+        images = resize_batch(images, size).numpy()
     aug = ImgaugAugment(recipe)
     columns = [images] + [aug.augment_numpy(images, np.array([seed, v, 0]))
                           for v in range(versions)]
     rows = len(images)
-    fig, axes = plt.subplots(rows, versions + 1, figsize=(1.3 * (versions + 1), 1.3 * rows),
-                             squeeze=False)
+    fig = Figure(figsize=(1.3 * (versions + 1), 1.3 * rows))
+    axes = fig.subplots(rows, versions + 1, squeeze=False)
     for r in range(rows):
         for c, batch in enumerate(columns):
             ax = axes[r][c]
@@ -44,7 +44,6 @@ def preview(recipe, images, names, versions, path, seed=0):
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv=None):
@@ -52,10 +51,14 @@ def main(argv=None):
 
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", required=True, help=f"one of {', '.join(list_recipes())}, or all")
-    parser.add_argument("--dataset", choices=["tiny-imagenet", "synthetic"], default="tiny-imagenet")
+    from tinynet.data.datasets import list_datasets
+
+    parser.add_argument("--dataset", choices=list_datasets() + ["synthetic"],
+                        default="tiny-imagenet", help="a registered dataset ('synthetic' = "
+                                                      "synthetic-tiny-imagenet)")
     parser.add_argument("--data-dir", default=None,
-                        help="Tiny ImageNet folder or its parent (default data/); for synthetic "
-                             "data, where it is generated (default data/synthetic)")
+                        help="the dataset's folder or its parent (default data/); for generated "
+                             "data, where it is made (default data/<dataset>)")
     parser.add_argument("--images", type=positive_int, default=6, help="rows: images to show")
     parser.add_argument("--versions", type=positive_int, default=5, help="augmented copies each")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,20 +71,23 @@ def main(argv=None):
 
     import numpy as np
 
-    from tinynet.data import tiny_imagenet
-    from tinynet.data.images import decode_images
-    from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet
+    from tinynet.data.datasets import ALIASES, dataset_arguments, default_data_dir, get_dataset
 
-    if args.dataset == "synthetic":
-        root = ensure_synthetic_tiny_imagenet(args.data_dir or os.path.join("data", "synthetic"),
-                                              num_classes=20, train_per_class=100,
-                                              val_per_class=20, test_images=20)
+    name = ALIASES.get(args.dataset, args.dataset)
+    kwargs = {"data_dir": args.data_dir or default_data_dir(name)}
+    if "download" in dataset_arguments(name):
+        kwargs["download"] = False
+    data = get_dataset(name, **kwargs)
+    if args.images > len(data.train):
+        parser.error(f"--images {args.images} is more than the {len(data.train)} training "
+                     f"images of {name}")
+    pick = np.random.default_rng(args.seed).choice(len(data.train), args.images, replace=False)
+    if data.train.in_memory:
+        images = data.train.images[pick]
     else:
-        root = tiny_imagenet.prepare(args.data_dir or "data", allow_download=False)
-    index = tiny_imagenet.load_index(root)
-    pick = np.random.default_rng(args.seed).choice(len(index.train), args.images, replace=False)
-    images, _ = decode_images([index.train.paths[i] for i in pick], 64)
-    names = [index.class_names[index.train.labels[i]].split(",")[0] for i in pick]
+        from tinynet.data.images import decode_images
+        images, _ = decode_images([data.train.paths[i] for i in pick], data.train.image_size)
+    names = [data.class_names[data.train.labels[i]].split(",")[0] for i in pick]
     for recipe in recipes:
         path = os.path.join(args.out, f"{recipe}.png")
         preview(recipe, images, names, args.versions, path, args.seed)

@@ -1,4 +1,4 @@
-"""Runs an imgaug recipe inside tf.data through ``tf.numpy_function``, once per batch.
+"""The imgaug backend: runs a recipe inside tf.data through ``tf.numpy_function``, once per batch.
 
 - One Python call per batch (imgaug augments the whole batch); the output gets the input's
   static shape back, since ``numpy_function`` loses it.
@@ -18,7 +18,8 @@ from tinynet.augment.recipes import build_recipe
 
 
 class ImgaugAugment:
-    """``ImgaugAugment(recipe)(images_uint8, key_int64[3]) -> images_uint8`` for tf.data."""
+    """``ImgaugAugment(recipe)(images_uint8, labels, key_int64[3]) -> (images_uint8, labels)``
+    for tf.data (the augmentation contract; imgaug recipes leave labels as they are)."""
 
     def __init__(self, recipe):
         self.recipe = recipe
@@ -44,7 +45,7 @@ class ImgaugAugment:
         out = aug(images=np.asarray(images))
         return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
 
-    def __call__(self, images, key):
+    def __call__(self, images, labels, key):
         out = tf.numpy_function(self.augment_numpy, [images, key], tf.uint8, stateful=False)
         out.set_shape(images.shape)
-        return out
+        return out, labels

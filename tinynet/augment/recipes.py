@@ -1,9 +1,10 @@
 """Each paper's augmentation recipe as data: a registry of named imgaug pipelines.
 
-A recipe is an imgaug augmenter factory applied per image to uint8 NHWC batches, plus
-``subtract_mean``: whether the pipeline subtracts the training set's per-channel mean after
-scaling to [0, 1] (seed 001's "subtract the global mean"; an imgaug op cannot do it, since
-it works on uint8 images and the mean is a property of the whole training set).
+A recipe is an imgaug augmenter factory applied per image to uint8 NHWC batches, plus the
+``input_size`` it expects (None: any). Normalisation (seed 001's global mean subtraction, the
+CIFAR mean/std) is not a recipe's business: it is a pipeline step whose statistics belong to
+the dataset (``tinynet.data.datasets``), switched on by the protocol (``Protocol.normalize``).
+Backends live in a registry (``tinynet.augment.backends``); imgaug is the one today.
 
 - ``densenet_model1`` (Abai & Rajmalwar 2019, original notebook; seed 002 section II-A-3):
   ``SomeOf((0, None), [...])`` -- a random subset (possibly empty) of five transforms, in
@@ -14,8 +15,8 @@ it works on uint8 images and the mean is a property of the whole training set).
   Fliplr(0.5), Flipud(0.2) and, each with probability 0.5, GaussianBlur, CropAndPad, Affine,
   CoarseDropout, Multiply and contrast normalisation (``LinearContrast``, imgaug 0.4's name
   for ``ContrastNormalization``), with the original's ranges.
-- ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5, and global
-  mean subtraction.
+- ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5 (the improved
+  protocol adds global mean subtraction in the pipeline).
 - ``resnet_heavy`` (seed 001 section 6): 12 transforms -- "flipping, cropping, scaling,
   shifting and etc." -- of which ``SomeOf((1, 4))`` are applied per image in random order,
   strengths chosen here (the paper gives none) so that the object stays "obvious to human
@@ -24,9 +25,10 @@ it works on uint8 images and the mean is a property of the whole training set).
   +-15 degrees; shear +-10 degrees; Gaussian blur sigma 0-1.0; additive Gaussian noise up to
   0.04 * 255; brightness x0.75-1.25; contrast 0.75-1.35; hue/saturation shift +-15.
   Geometric transforms fill with edge pixels, so no black borders suggest a class. The final
-  model keeps the improved model's global mean subtraction, so this recipe has it too.
-- ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004): pad 4 pixels with zeros, a random
-  32x32 crop, horizontal flip with probability 0.5.
+  protocol keeps the improved model's global mean subtraction.
+- ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004; torchvision's ``RandomCrop(32,
+  padding=4)`` + ``RandomHorizontalFlip``): pad 4 pixels with zeros, a random 32x32 crop,
+  horizontal flip with probability 0.5. Input size 32.
 - ``flip`` (seed 000): horizontal flip with probability 0.5.
 """
 import dataclasses
@@ -39,16 +41,16 @@ from tinynet.errors import TinynetError
 class Recipe:
     name: str
     build: object  # () -> imgaug augmenter
-    subtract_mean: bool = False
+    input_size: int | None = None  # the image size the recipe expects (None: any)
     paper: str = ""
 
 
 _RECIPES = {}
 
 
-def register_recipe(subtract_mean=False, paper=""):
+def register_recipe(input_size=None, paper=""):
     def decorate(fn):
-        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, subtract_mean, paper)
+        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, input_size, paper)
         return fn
     return decorate
 
@@ -106,12 +108,12 @@ def densenet_model2():
     ], random_order=True)
 
 
-@register_recipe(subtract_mean=True, paper="seed 001, section 4.3")
+@register_recipe(paper="seed 001, section 4.3")
 def resnet_basic():
     return _iaa().Fliplr(0.5)
 
 
-@register_recipe(subtract_mean=True, paper="seed 001, section 6")
+@register_recipe(paper="seed 001, section 6")
 def resnet_heavy():
     iaa = _iaa()
     return iaa.SomeOf((1, 4), [
@@ -130,7 +132,7 @@ def resnet_heavy():
     ], random_order=True)
 
 
-@register_recipe(paper="He et al. 2016 CIFAR protocol (seeds 003, 004)")
+@register_recipe(input_size=32, paper="He et al. 2016 CIFAR protocol (seeds 003, 004)")
 def cifar_crop_flip():
     iaa = _iaa()
     return iaa.Sequential([

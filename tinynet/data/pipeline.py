@@ -127,13 +127,15 @@ def resize_batch(images, resolution, interpolation="nearest"):
 
 def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, batch_size,
                   sample_offset, resolution, augment=None, interpolation="nearest",
-                  mean=None, num_parallel_calls=AUTOTUNE):
-    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32 in [0, 1], y int32)``
-    (``x - mean`` if a per-channel ``mean`` is given).
+                  mean=None, std=None, batch_transform=None, num_parallel_calls=AUTOTUNE):
+    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32, y)``: ``x`` in [0, 1],
+    or ``(x - mean) / std`` with a per-channel ``mean`` (and ``std``) given.
 
-    ``sample_offset`` is the stream position where ``first_epoch`` starts. ``augment``, if
-    given, is called once per batch as ``augment(uint8 images, int64 [seed, epoch, step])``
-    and returns uint8 images of the same shape.
+    ``sample_offset`` is the stream position where ``first_epoch`` starts. The augmentation
+    contract: ``augment`` (a recipe on uint8 images) and ``batch_transform`` (on the normalised
+    float images, e.g. mixup) are each called once per batch as ``fn(images, labels, key)``
+    with ``key`` = int64 ``[seed, epoch, step]`` and return ``(images, labels)``; images keep
+    their shape, labels may change form (mixup's soft targets).
     """
     total = num_epochs * steps_per_epoch
     idx = sample_indices(len(image_set), seed, sample_offset, total * batch_size)
@@ -147,8 +149,11 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
         images, labels = source(batch_idx)
         images = resize_batch(images, resolution, interpolation)
         if augment is not None:
-            images = augment(images, key)
-        return _scale(images, mean), labels
+            images, labels = augment(images, labels, key)
+        x = normalize(images, mean, std)
+        if batch_transform is not None:
+            x, labels = batch_transform(x, labels, key)
+        return x, labels
 
     ds = tf.data.Dataset.from_tensor_slices((idx, keys))
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -163,14 +168,22 @@ def _with_private_threads(ds):
     return ds.with_options(options)
 
 
-def _scale(images, mean):
+def normalize(images, mean=None, std=None):
+    """uint8 images -> float32 ``x / 255``, minus a per-channel ``mean``, over ``std``
+    (both in the [0, 1] scale; either may be None)."""
     x = tf.cast(images, tf.float32) / 255.0
-    return x if mean is None else x - tf.constant(mean, tf.float32)
+    if mean is not None:
+        x = x - tf.constant(mean, tf.float32)
+    if std is not None:
+        x = x / tf.constant(std, tf.float32)
+    return x
 
 
-def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest", mean=None):
-    """The whole split in order, once, as ``(x float32 in [0, 1], y int32)`` batches
-    (``x - mean`` if a per-channel ``mean`` is given)."""
+def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest", mean=None,
+                 std=None, label_transform=None):
+    """The whole split in order, once, as ``(x float32, y int32)`` batches, normalised as
+    ``train_dataset``; ``label_transform(labels)`` reshapes labels for a loss that needs
+    another form (mixup's paired targets)."""
     resolution = resolution or image_set.image_size
     n = len(image_set)
     idx = np.arange(n)
@@ -179,7 +192,9 @@ def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"
     def load(batch_idx):
         images, labels = source(batch_idx)
         images = resize_batch(images, resolution, interpolation)
-        return _scale(images, mean), labels
+        if label_transform is not None:
+            labels = label_transform(labels)
+        return normalize(images, mean, std), labels
 
     ds = tf.data.Dataset.from_tensor_slices(idx).batch(batch_size)
     return _with_private_threads(

@@ -71,24 +71,22 @@ class EpochEnd(keras.callbacks.Callback):
     """Hands every finished epoch to ``on_epoch(epoch, logs, lr, seconds, lrs)``.
 
     ``lr`` is the learning rate the epoch's first batch trained with and ``lrs`` the
-    ``(iteration, lr)`` of every batch. Nothing is read from the device per batch: the
-    iteration count is read once per ``fit`` and counted, and the lr is read once per epoch
-    -- or, in a ``cyclic`` phase, taken from that CyclicLR callback, the only thing that changes
-    it within an epoch. Put this callback after any that set the learning rate or change state
-    at epoch end (ReduceLROnPlateau), so that what ``on_epoch`` checkpoints includes their update.
+    ``(iteration, lr)`` of every batch, ``iteration`` counting the run's training batches from
+    ``first_iteration`` (the run-global count when this ``fit`` starts). Nothing is read from
+    the device per batch: the lr is read once per epoch -- or, under a per-iteration policy,
+    computed by ``lr_at(iteration)``, the only thing that changes it within an epoch. Put this
+    callback after any that set the learning rate or change state at epoch end
+    (ReduceLROnPlateau), so that what ``on_epoch`` checkpoints includes their update.
     """
 
-    def __init__(self, on_epoch, cyclic=None):
+    def __init__(self, on_epoch, first_iteration=0, lr_at=None):
         super().__init__()
         self.on_epoch = on_epoch
-        self.cyclic = cyclic
+        self.lr_at = lr_at
         self._lrs = []
         self._start = None
-        self._iteration = None
+        self._iteration = first_iteration
         self._epoch_lr = None
-
-    def on_train_begin(self, logs=None):
-        self._iteration = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_begin(self, epoch, logs=None):
         self._lrs = []
@@ -96,8 +94,8 @@ class EpochEnd(keras.callbacks.Callback):
         self._start = time.perf_counter()
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.cyclic is not None:
-            lr = self.cyclic.lr_at(self._iteration - self.cyclic.phase_start)
+        if self.lr_at is not None:
+            lr = self.lr_at(self._iteration)
         else:
             if self._epoch_lr is None:
                 self._epoch_lr = current_lr(self.model.optimizer)
@@ -113,56 +111,88 @@ class EpochEnd(keras.callbacks.Callback):
         self.on_epoch(epoch, logs, lr, time.perf_counter() - self._start, self._lrs)
 
 
-class CyclicLR(keras.callbacks.Callback):
-    """keras-contrib's ``CyclicLR`` (see ``tinynet.training.schedules``), resumable by design.
+class ScheduleCallback(keras.callbacks.Callback):
+    """Sets the lr of a position-pure policy: at each epoch start, or before every batch for
+    per-iteration policies. The position comes from the optimizer's iteration count, read once
+    when ``fit`` starts and then counted per batch (no device read per batch)."""
 
-    The position in the cycle is ``optimizer.iterations - phase_start``, read once when
-    ``fit`` starts (then counted per batch, so no batch waits on a device read), so a run
-    restored from a checkpoint (which holds the optimizer's iteration count) continues the
-    cycle exactly where it stopped. Every iteration's lr is kept in
-    ``self.lrs`` as ``(iteration, lr)`` for a per-iteration log.
-
-    It owns the learning rate: an optimizer whose learning rate is a schedule object is
-    refused, and so is ReduceLROnPlateau in the same ``fit`` (``check_lr_callbacks``).
-    """
-
-    state_key = "cyclic_lr"
-
-    def __init__(self, base_lr, max_lr, step_size, mode="triangular", gamma=1.0,
-                 scale_fn=None, scale_mode="cycle", phase_start=0):
+    def __init__(self, policy, stage_start_epoch=0, stage_start_iteration=0, steps_per_epoch=1):
         super().__init__()
-        if scale_fn is None:
-            mode_scale(mode, gamma)  # rejects an unknown mode now
-        if not 0 < base_lr <= max_lr:
-            raise TinynetError(f"CyclicLR needs 0 < base_lr <= max_lr, got {base_lr}, {max_lr}")
-        self.base_lr, self.max_lr, self.step_size = base_lr, max_lr, step_size
-        self.mode, self.gamma, self.scale_fn, self.scale_mode = mode, gamma, scale_fn, scale_mode
-        self.phase_start = phase_start
-        self.lrs = []
-
-    def lr_at(self, iteration):
-        return cyclic_lr(iteration, self.base_lr, self.max_lr, self.step_size, self.mode,
-                         self.gamma, self.scale_fn, self.scale_mode)
+        self.policy = policy
+        self.stage_start_epoch = stage_start_epoch
+        self.stage_start_iteration = stage_start_iteration
+        self.steps_per_epoch = steps_per_epoch
+        self.lrs = []  # (stage iteration, lr) of every batch this callback set
+        self._iteration = None
+        self._epoch = 0
 
     def on_train_begin(self, logs=None):
         if isinstance(self.model.optimizer._learning_rate,
                       keras.optimizers.schedules.LearningRateSchedule):
-            raise TinynetError("CyclicLR sets the learning rate every batch; the optimizer "
-                               "already has a learning-rate schedule: give it a plain float lr")
-        self._iteration = int(self.model.optimizer.iterations.numpy()) - self.phase_start
+            raise TinynetError(f"{type(self).__name__} sets the learning rate; the optimizer "
+                               f"already has a learning-rate schedule: give it a plain float lr")
+        self._iteration = int(self.model.optimizer.iterations.numpy()) - self.stage_start_iteration
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch - self.stage_start_epoch
+        if not self.policy.per_iteration:
+            self.model.optimizer.learning_rate = self.policy.value(
+                self._epoch, self._iteration, self.steps_per_epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
-        lr = self.lr_at(self._iteration)
-        self.model.optimizer.learning_rate = lr
-        self.lrs.append((self._iteration, lr))
+        if self.policy.per_iteration:
+            lr = self.policy.value(self._epoch, self._iteration, self.steps_per_epoch)
+            self.model.optimizer.learning_rate = lr
+            self.lrs.append((self._iteration, lr))
 
     def on_train_batch_end(self, batch, logs=None):
         self._iteration += 1
 
 
+class _CyclicFormula:
+    """keras-contrib's formula with a step size in iterations and an optional custom scale."""
+
+    per_iteration = True
+
+    def __init__(self, base_lr, max_lr, step_size, mode, gamma, scale_fn, scale_mode):
+        self.args = (base_lr, max_lr, step_size, mode, gamma, scale_fn, scale_mode)
+
+    def value(self, stage_epoch, stage_iteration, steps_per_epoch):
+        return cyclic_lr(stage_iteration, *self.args)
+
+
+class CyclicLR(ScheduleCallback):
+    """keras-contrib's ``CyclicLR`` (see ``tinynet.training.schedules``), resumable by design.
+
+    The position in the cycle is ``optimizer.iterations - phase_start``, read once when
+    ``fit`` starts (then counted per batch, so no batch waits on a device read), so a run
+    restored from a checkpoint (which holds the optimizer's iteration count) continues the
+    cycle exactly where it stopped. Every iteration's lr is kept in ``self.lrs`` as
+    ``(iteration, lr)`` for a per-iteration log. A protocol stage states the same thing as
+    data with ``tinynet.training.lr.Cyclic`` (step size in epochs).
+
+    It owns the learning rate: an optimizer whose learning rate is a schedule object is
+    refused, and so is ReduceLROnPlateau in the same ``fit`` (``check_lr_callbacks``).
+    """
+
+    def __init__(self, base_lr, max_lr, step_size, mode="triangular", gamma=1.0,
+                 scale_fn=None, scale_mode="cycle", phase_start=0):
+        if scale_fn is None:
+            mode_scale(mode, gamma)  # rejects an unknown mode now
+        if not 0 < base_lr <= max_lr:
+            raise TinynetError(f"CyclicLR needs 0 < base_lr <= max_lr, got {base_lr}, {max_lr}")
+        super().__init__(_CyclicFormula(base_lr, max_lr, step_size, mode, gamma, scale_fn,
+                                        scale_mode), stage_start_iteration=phase_start)
+        self.phase_start = phase_start
+
+    def lr_at(self, iteration):
+        return self.policy.value(0, iteration, 1)
+
+
 def check_lr_callbacks(callbacks):
     """Refuses two callbacks that both set the learning rate in one phase."""
-    kinds = [c for c in callbacks if isinstance(c, (CyclicLR, keras.callbacks.ReduceLROnPlateau,
+    kinds = [c for c in callbacks if isinstance(c, (ScheduleCallback,
+                                                    keras.callbacks.ReduceLROnPlateau,
                                                     keras.callbacks.LearningRateScheduler))]
     if len(kinds) > 1:
         names = ", ".join(type(c).__name__ for c in kinds)

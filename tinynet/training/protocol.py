@@ -3,55 +3,35 @@
 Weights and optimizer state (learning rate included) carry from stage to stage, as when the
 original notebooks saved the model after a stage and re-loaded it for the next. A stage fixes
 the training resolution, batch size, number of epochs and steps per epoch ("epoch" is a fixed
-number of batches, as in the papers' code, not necessarily a pass over the data), whether the
-augmentation recipe is applied, and its learning-rate policy: the window of epochs where
-ReduceLROnPlateau is active, or a cyclical learning rate (``Cyclic``), never both. A stage
-may also start from the best-val_accuracy weights of the stage before (``restart_from_best``,
-as DenseNet Model 2's phases did).
+number of batches, as in the papers' code, not necessarily a pass over the data), the
+augmentation recipe and batch transform (mixup), and its training set-up: one learning-rate
+policy (``Stage.lr``, see ``tinynet.training.lr``), optionally a new optimizer (otherwise the
+previous stage's, state included), the layers it keeps frozen, and the loss. A stage may also
+start from the best-val_accuracy weights of the stage before (``restart_from_best``, as
+DenseNet Model 2's phases did).
 
-Everything derived (global epoch numbers, where in the data stream an epoch starts, relative
-cost for the ETA) is computed here from the stages, never typed.
+Everything derived (global epoch numbers, where in the data stream an epoch starts, which
+optimizer a stage trains with and its iteration count, relative cost for the ETA) is computed
+here from the stages, never typed.
 """
 import dataclasses
 import hashlib
 import json
 
 from tinynet.errors import TinynetError
+from tinynet.training.lr import Constant, Cyclic, LRPolicy, Plateau, policy_from_dict  # noqa: F401
+
+LOSSES = ("crossentropy",)
+NORMALIZATIONS = (None, "mean", "mean_std")
 
 
 @dataclasses.dataclass(frozen=True)
-class Plateau:
-    """ReduceLROnPlateau, active for stage epochs ``[first_epoch, last_epoch)`` (None: to the end).
+class Mixup:
+    """Mixup as a batch transform (``tinynet.augment.mixup``): ``alpha`` of Beta(alpha, alpha),
+    one lambda per ``"batch"`` (NYU's code, seed 004) or per ``"sample"`` (Zhang et al.)."""
 
-    Its wait/best/cooldown state starts fresh at ``first_epoch`` (the original called ``fit``
-    anew with a new callback) and is checkpointed, so a resumed run continues it exactly.
-    """
-
-    factor: float
-    patience: int
-    min_lr: float
-    monitor: str = "val_loss"
-    first_epoch: int = 0
-    last_epoch: int | None = None
-
-    def active(self, stage_epoch):
-        return self.first_epoch <= stage_epoch and (
-            self.last_epoch is None or stage_epoch < self.last_epoch)
-
-
-@dataclasses.dataclass(frozen=True)
-class Cyclic:
-    """CyclicLR for one stage (``tinynet.training.schedules``); the cycle starts at the stage.
-
-    ``step_size_epochs`` is the half-cycle in epochs of this stage, turned into iterations with
-    the stage's steps per epoch, so it follows the dataset size instead of being typed.
-    """
-
-    base_lr: float
-    max_lr: float
-    step_size_epochs: float
-    mode: str = "triangular2"
-    gamma: float = 1.0
+    alpha: float = 1.0
+    per: str = "batch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +42,12 @@ class Stage:
     epochs: int
     steps_per_epoch: int | None = None  # None: one pass over the training set per epoch
     augment: str | None = None  # recipe name from tinynet.augment, or None
-    plateau: Plateau | None = None
-    cyclic: Cyclic | None = None
+    lr: LRPolicy = Constant()  # the stage's one learning-rate policy (Constant(): carry)
     restart_from_best: bool = False  # load the previous stage's best-val_accuracy weights
-    learning_rate: float | None = None  # set at the stage's start (step schedules); None: carry
+    optimizer: dict | None = None  # a new optimizer from this stage on; None: carry the last
+    freeze: tuple = ()  # names (prefixes) of layers kept frozen, BN in inference mode
+    mixup: Mixup | None = None
+    loss: str = "crossentropy"  # against the label format the stage's data produces
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +65,12 @@ class EpochPlan:
 class Protocol:
     name: str
     stages: tuple
-    optimizer: dict  # {"name": "adam", "learning_rate": 1e-3, ...}: keras.optimizers.get config
+    optimizer: dict  # the first stage's: {"name": "adam", "learning_rate": 1e-3, ...}
     val_resolution: int = 64
     eval_batch_size: int = 128
+    # None: x / 255; "mean": minus the training set's per-channel mean (seed 001);
+    # "mean_std": (x / 255 - mean) / std with the dataset's published statistics (CIFAR)
+    normalize: str | None = None
 
     def __post_init__(self):
         if not self.stages:
@@ -95,9 +80,16 @@ class Protocol:
                     s.steps_per_epoch is not None and s.steps_per_epoch < 1):
                 raise TinynetError(f"stage {s.name!r}: epochs, batch size, resolution and steps "
                                    f"per epoch must be positive, got {s}")
-            if s.plateau is not None and s.cyclic is not None:
-                raise TinynetError(f"stage {s.name!r} has both ReduceLROnPlateau and CyclicLR; "
-                                   f"each sets the learning rate: give a stage one lr policy")
+            if not isinstance(s.lr, LRPolicy):
+                raise TinynetError(f"stage {s.name!r}: lr must be one learning-rate policy "
+                                   f"(tinynet.training.lr), got {s.lr!r}; each policy sets the "
+                                   f"learning rate, so a stage has exactly one")
+            if s.loss not in LOSSES:
+                raise TinynetError(f"stage {s.name!r}: unknown loss {s.loss!r}; known: "
+                                   f"{', '.join(LOSSES)}")
+        if self.normalize not in NORMALIZATIONS:
+            raise TinynetError(f"protocol {self.name!r}: normalize must be one of "
+                               f"{NORMALIZATIONS}, not {self.normalize!r}")
         if self.stages[0].restart_from_best:
             raise TinynetError(f"the first stage ({self.stages[0].name!r}) has no stage before "
                                f"it to restart from")
@@ -128,36 +120,32 @@ class Protocol:
         """Training iterations (batches) run before ``global_epoch`` starts."""
         return sum(p.steps for p in self.epoch_plan(num_train)[:global_epoch])
 
-    def cyclic_step_size(self, stage, num_train):
-        """A cyclic stage's half-cycle in iterations."""
-        return max(1, round(stage.cyclic.step_size_epochs * self.steps_of(stage, num_train)))
+    def optimizer_stage(self, index):
+        """The index of the stage that created the optimizer stage ``index`` trains with."""
+        return max([0] + [i for i in range(1, index + 1) if self.stages[i].optimizer])
+
+    def optimizer_spec(self, index):
+        owner = self.optimizer_stage(index)
+        return self.stages[owner].optimizer if owner else (self.stages[0].optimizer or
+                                                          self.optimizer)
+
+    def optimizer_iterations_before(self, index, num_train):
+        """The optimizer's iteration count when stage ``index`` starts (it counts from the
+        stage that created it)."""
+        return (self.iterations_before(self.stage_start(index), num_train)
+                - self.iterations_before(self.stage_start(self.optimizer_stage(index)), num_train))
 
     # -- command-line overrides ------------------------------------------------------------
     def scaled(self, epochs_scale):
-        """Every stage's epochs (and plateau window) times ``epochs_scale``, at least 1 epoch."""
+        """Every stage's epochs (and its lr policy) times ``epochs_scale``, at least 1 epoch."""
         if not epochs_scale > 0:
             raise TinynetError(f"--epochs-scale must be > 0, got {epochs_scale}")
         if epochs_scale == 1:
             return self
-
-        def scale(n, limit):
-            return min(limit, max(0, round(n * epochs_scale)))
-
         stages = []
         for s in self.stages:
             epochs = max(1, round(s.epochs * epochs_scale))
-            plateau = s.plateau
-            if plateau is not None:
-                first = min(scale(plateau.first_epoch, epochs), epochs - 1)
-                # a window that was not empty stays at least one epoch long
-                last = (None if plateau.last_epoch is None
-                        else max(first + 1, scale(plateau.last_epoch, epochs)))
-                plateau = dataclasses.replace(plateau, first_epoch=first, last_epoch=last)
-            cyclic = s.cyclic
-            if cyclic is not None:  # keep the number of cycles per stage
-                cyclic = dataclasses.replace(
-                    cyclic, step_size_epochs=cyclic.step_size_epochs * epochs / s.epochs)
-            stages.append(dataclasses.replace(s, epochs=epochs, plateau=plateau, cyclic=cyclic))
+            stages.append(dataclasses.replace(s, epochs=epochs, lr=s.lr.scaled(s.epochs, epochs)))
         return dataclasses.replace(self, stages=tuple(stages))
 
     def with_steps(self, steps_per_epoch):
@@ -178,12 +166,17 @@ class Protocol:
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self):
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for stage, sd in zip(self.stages, d["stages"]):
+            sd["lr"] = stage.lr.to_dict()
+            sd["freeze"] = list(stage.freeze)
+        return d
 
     @classmethod
     def from_dict(cls, d):
-        stages = tuple(Stage(**{**s, "plateau": Plateau(**s["plateau"]) if s["plateau"] else None,
-                                "cyclic": Cyclic(**s["cyclic"]) if s.get("cyclic") else None})
+        stages = tuple(Stage(**{**s, "lr": policy_from_dict(s["lr"]),
+                                "freeze": tuple(s.get("freeze", ())),
+                                "mixup": Mixup(**s["mixup"]) if s.get("mixup") else None})
                        for s in d["stages"])
         return cls(**{**d, "stages": stages})
 
@@ -200,19 +193,18 @@ class Protocol:
 def describe(protocol, num_train):
     lines = [f"protocol {protocol.name}: {protocol.total_epochs} epochs"]
     for i, s in enumerate(protocol.stages, start=1):
-        plateau = ""
-        if s.plateau:
-            last = s.plateau.last_epoch if s.plateau.last_epoch is not None else s.epochs
-            plateau = f", ReduceLROnPlateau epochs {s.plateau.first_epoch + 1}-{last}"
-        cyclic = ""
-        if s.cyclic:
-            c = s.cyclic
-            cyclic = (f", CyclicLR {c.mode} {c.base_lr:g}-{c.max_lr:g} step "
-                      f"{protocol.cyclic_step_size(s, num_train)}")
-        if s.learning_rate is not None:
-            cyclic += f", lr {s.learning_rate:g}"
+        steps = protocol.steps_of(s, num_train)
+        extras = [f"augment {s.augment}"] if s.augment else []
+        if s.mixup:
+            extras.append(f"mixup alpha {s.mixup.alpha:g} per {s.mixup.per}")
+        extras.append(s.lr.describe(steps))
+        if s.optimizer or i == 1:
+            spec = protocol.optimizer_spec(i - 1)
+            extras.append("optimizer " + ", ".join(f"{k}={v}" for k, v in spec.items()))
+        if s.freeze:
+            extras.append(f"frozen: {', '.join(s.freeze)}")
+        if s.restart_from_best:
+            extras.append("from the best of the stage before")
         lines.append(f"  stage {i} {s.name}: {s.resolution}px, batch {s.batch_size}, "
-                     f"{s.epochs} epochs x {protocol.steps_of(s, num_train)} steps"
-                     f"{', augment ' + s.augment if s.augment else ''}{plateau}{cyclic}"
-                     f"{', from the best of the stage before' if s.restart_from_best else ''}")
+                     f"{s.epochs} epochs x {steps} steps, " + ", ".join(extras))
     return "\n".join(lines)

@@ -13,6 +13,7 @@ Every file is replaced atomically (tinynet.io.atomic_write), so a run killed at 
 leaves each file either in its previous or in its new complete version.
 """
 import io as _io
+import os
 
 import pandas as pd
 
@@ -92,3 +93,20 @@ class RunDirectory:
 
     def save_model(self, model, name):
         tio.atomic_write(self.file(name), model.save)
+
+    # -- checkpoints (the file format is tinynet.training.checkpoint's) ----------------------
+    def checkpoint_name(self, completed_epochs):
+        return os.path.basename(checkpoint.checkpoint_path(self.path, completed_epochs))
+
+    def save_checkpoint(self, model, optimizer, meta, keep=2):
+        return checkpoint.save_checkpoint(self.path, model, optimizer, meta, keep)
+
+    def latest_checkpoint(self, log=print):
+        """The newest readable checkpoint as ``(path, meta, arrays)``, or None."""
+        return checkpoint.load_latest_checkpoint(self.path, log)
+
+    def save_stage_best(self, model, stage_index):
+        checkpoint.save_stage_best(self.path, model, stage_index)
+
+    def load_stage_best(self, model, stage_index):
+        return checkpoint.load_stage_best(self.path, model, stage_index)

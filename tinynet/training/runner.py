@@ -8,7 +8,6 @@ depend only on ``(seed, epoch, step)``, so with ``deterministic=True`` (TensorFl
 determinism) a run killed anywhere -- mid-epoch included -- and resumed ends with weights
 bit-identical to an uninterrupted run.
 """
-import dataclasses
 import json
 import os
 import platform
@@ -22,52 +21,15 @@ import tensorflow as tf
 
 import tinynet
 from tinynet import io as tio
-from tinynet.augment import ImgaugAugment, get_recipe
-from tinynet.data.pipeline import eval_dataset, train_dataset
+from tinynet.data.datasets import TrainData  # noqa: F401  (re-exported: the runner's input)
 from tinynet.errors import TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import (CyclicLR, EpochEnd, PlateauWindow, check_lr_callbacks,
-                                        format_duration)
+from tinynet.training.callbacks import format_duration
+from tinynet.training.determinism import configure_determinism
 from tinynet.training.rundir import BEST_MODEL, FINAL_MODEL, PLOT, RunDirectory
-
-
-@dataclasses.dataclass
-class TrainData:
-    """Decoded training and validation sets plus what a report needs to name the classes."""
-
-    train: object  # tinynet.data.pipeline.ImageSet
-    val: object
-    class_names: list
-    description: dict  # dataset kind, root, sizes: recorded in config.json
-
-    @property
-    def num_classes(self):
-        return len(self.class_names)
-
-
-def configure_determinism(seed, deterministic, log=print):
-    """Seeds Python, NumPy and TensorFlow; ``deterministic`` also turns on op determinism.
-
-    Bit-identical runs also need ``tinynet.experiment.DETERMINISTIC_ENV`` (one inter-op
-    thread, a fixed hash seed) in the environment before Python starts; the experiment scripts re-exec
-    themselves with it (``reexec_for_determinism``).
-    """
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-        from tinynet.experiment import DETERMINISTIC_ENV
-        unset = [f"{k}={v}" for k, v in DETERMINISTIC_ENV.items() if os.environ.get(k) != v]
-        if unset:
-            log(f"warning: {' '.join(unset)} not set before start; runs may differ in the "
-                f"last bits (see tinynet.experiment.reexec_for_determinism)")
-
-
-def make_optimizer(config):
-    config = dict(config)
-    name = config.pop("name")
-    return keras.optimizers.get({"class_name": name, "config": config})
+from tinynet.training.session import StageSession, build_optimizer
 
 
 def provenance():
@@ -98,10 +60,13 @@ def _check_same_run(stored, identity, run_dir):
 class _Run:
     """The state of one protocol run as it progresses; ``on_epoch`` is the per-epoch hook."""
 
-    def __init__(self, protocol, model, data, run_dir, seed, log):
+    def __init__(self, protocol, model, data, run_dir, seed, log, interpolation="nearest",
+                 mean=None, std=None, augment_backend="imgaug"):
         self.protocol, self.model, self.data, self.seed, self.log = (
             protocol, model, data, seed, log)
         self.rd = run_dir
+        self.interpolation, self.mean, self.std = interpolation, mean, std
+        self.augment_backend = augment_backend
         self.plan = protocol.epoch_plan(len(data.train))
         self.costs = protocol.cost_units(len(data.train))
         self.history = []
@@ -133,7 +98,7 @@ class _Run:
             self.rd.save_model(self.model, BEST_MODEL)
         for stage_index, (_, epoch) in self.stage_best.items():
             if epoch == completed:
-                checkpoint.save_stage_best(self.rd.path, self.model, stage_index)
+                self.rd.save_stage_best(self.model, stage_index)
 
     def on_epoch(self, epoch, logs, lr, seconds, lrs=()):
         p = self.plan[epoch]
@@ -158,7 +123,7 @@ class _Run:
         meta = {"completed_epochs": epoch + 1, "seed": self.seed, "best": self.best,
                 "callbacks": states, "history": self.history, "stage_best": self.stage_best,
                 "fingerprint": self.protocol.fingerprint()}
-        checkpoint.save_checkpoint(self.rd.path, self.model, self.model.optimizer, meta)
+        self.rd.save_checkpoint(self.model, self.model.optimizer, meta)
         # The best weights are written after the checkpoint that records them: a kill in
         # between is repaired on resume (write_best_files), so they always belong to an epoch
         # the history keeps.
@@ -185,8 +150,7 @@ class _Run:
             "stage_epoch": None if last is None else last.stage_epoch + 1,
             "best_val_accuracy": None if self.best is None else self.best[0],
             "best_epoch": None if self.best is None else self.best[1],
-            "checkpoint": (os.path.basename(checkpoint.checkpoint_path(self.rd.path, self.completed))
-                           if self.completed else None),
+            "checkpoint": self.rd.checkpoint_name(self.completed) if self.completed else None,
             "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
 
     def plot(self):
@@ -195,45 +159,81 @@ class _Run:
                          title=f"{self.model.name}: {self.protocol.name}")
 
 
+def _initialise_from(parent_dir, model, optimizer, identity, log):
+    """Loads the final checkpoint of run ``parent_dir`` (same model) into a fresh run: all
+    model variables and the optimizer's state, with its iteration count restarted so that the
+    new protocol's lr policies start at their beginning. Returns the provenance record."""
+    parent = RunDirectory(parent_dir)
+    if not parent.has_run():
+        raise TinynetError(f"{parent_dir} holds no run to continue from (config.json missing)")
+    stored = parent.read_config()
+    for key in ("model", "model_kwargs"):
+        if json.loads(json.dumps(identity[key])) != stored.get(key):
+            raise TinynetError(f"cannot continue from {parent_dir}: its {key} is "
+                               f"{stored.get(key)!r}, this run's is {identity[key]!r}")
+    found = parent.latest_checkpoint(log)
+    if found is None:
+        raise TinynetError(f"{parent_dir} has no readable checkpoint to continue from")
+    path, meta, arrays = found
+    checkpoint.restore_variables(model, optimizer, meta, arrays, path)
+    optimizer.iterations.assign(0)
+    log(f"initialised from {path} ({meta['completed_epochs']} epochs of {parent_dir})")
+    return {"run_dir": os.path.abspath(str(parent_dir)), "checkpoint": os.path.basename(path),
+            "completed_epochs": meta["completed_epochs"], "protocol": stored.get("protocol", {}).get("name")}
+
+
 def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
-                 deterministic=False, restart=False, interpolation="nearest", log=print):
+                 deterministic=False, restart=False, interpolation="nearest",
+                 augment_backend="imgaug", strategy=None, init_from=None, log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
-    Returns the finished model. Raises ``TinynetError`` if ``run_dir`` holds a different run
-    (unless ``restart``, which clears it first).
+    ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
+    strategy whose scope builds the model and optimizers (default: the current one).
+    ``init_from``: a finished run directory whose final checkpoint (same model) starts this
+    run, recorded as its parent in config.json. Returns the finished model. Raises
+    ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
+    it first).
     """
     model_kwargs = dict(model_kwargs or {})
     configure_determinism(seed, deterministic, log)
+    strategy = strategy or tf.distribute.get_strategy()
     rd = RunDirectory(run_dir)
     identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
                 "seed": seed, "interpolation": interpolation,
                 "data": {"num_train": len(data.train), "num_val": len(data.val),
                          "num_classes": data.num_classes}}
+    if init_from:
+        identity["parent"] = os.path.abspath(str(init_from))
+    if augment_backend != "imgaug":
+        identity["augment_backend"] = augment_backend
     if restart and rd.has_run():
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
-    mean = None
-    if any(s.augment and get_recipe(s.augment).subtract_mean for s in protocol.stages):
-        mean = data.train.channel_mean()  # seed 001's global mean subtraction, every stage
-    if rd.has_run():
+    mean, std = data.normalization(protocol.normalize)
+    resuming = rd.has_run()
+    if resuming:
         _check_same_run(rd.read_config(), identity, run_dir)
-    else:
-        # input_mean: what evaluation tools must subtract from x / 255 before the model
-        rd.write_config(dict(identity, deterministic=deterministic, dataset=data.description,
-                             input_mean=None if mean is None else [float(m) for m in mean],
-                             **provenance()))
 
-    model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
-    model.compile(optimizer=make_optimizer(protocol.optimizer),
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")])
-    model.optimizer.build(model.trainable_variables)
-    run = _Run(protocol, model, data, rd, seed, log)
+    n = len(data.train)
+    with strategy.scope():
+        model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
+    run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend)
+    owner = None  # the stage whose optimizer the model holds
 
-    found = checkpoint.load_latest_checkpoint(run_dir, log)
+    def use_optimizer_of(stage_index):
+        nonlocal owner
+        if protocol.optimizer_stage(stage_index) != owner:
+            owner = protocol.optimizer_stage(stage_index)
+            with strategy.scope():
+                optimizer = build_optimizer(protocol.optimizer_spec(stage_index), model)
+            model.optimizer = optimizer
+        return model.optimizer
+
+    found = rd.latest_checkpoint(log)
     if found:
         path, meta, arrays = found
-        checkpoint.restore_variables(model, model.optimizer, meta, arrays, path)
+        stage_index = run.plan[min(meta["completed_epochs"], protocol.total_epochs) - 1].stage_index
+        checkpoint.restore_variables(model, use_optimizer_of(stage_index), meta, arrays, path)
         run.restore(meta)
         # history.csv may be ahead of (a fallback) or behind (a kill between the two writes)
         # the checkpoint; the checkpoint's rows are the truth.
@@ -243,54 +243,37 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         rd.remove_temporary_files()
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done")
-    elif rd.has_run() and tio.exists(rd.file("history.csv")):
-        log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
+    else:
+        if resuming and tio.exists(rd.file("history.csv")):
+            log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
+        optimizer = use_optimizer_of(0)
+        parent = _initialise_from(init_from, model, optimizer, identity, log) if init_from else None
+        if not resuming:
+            # input_mean/std: what evaluation must apply to x / 255 before the model
+            rd.write_config(dict(
+                identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
+                input_mean=None if mean is None else [float(m) for m in mean],
+                input_std=None if std is None else [float(v) for v in std],
+                parent=parent, **provenance()))
 
-    val = eval_dataset(data.val, protocol.eval_batch_size, protocol.val_resolution,
-                       interpolation, mean)
     while run.completed < protocol.total_epochs:
         first = run.completed
         p = run.plan[first]
-        stage = protocol.stages[p.stage_index]
-        start = protocol.stage_start(p.stage_index)
-        end = start + stage.epochs
-        if first == start and stage.restart_from_best:
-            path = checkpoint.load_stage_best(run_dir, model, p.stage_index - 1)
+        session = StageSession(run, p.stage_index)
+        end = session.start + session.stage.epochs
+        if first == session.start and session.stage.restart_from_best:
+            path = rd.load_stage_best(model, p.stage_index - 1)
             log(f"stage {p.stage_index + 1} starts from the best weights of stage "
                 f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
                 f"{run.stage_best[p.stage_index - 1][0]:.4f})")
-        if first == start and stage.learning_rate is not None:
-            model.optimizer.learning_rate = stage.learning_rate
-        augment = ImgaugAugment(stage.augment) if stage.augment else None
-        train = train_dataset(data.train, seed=seed, first_epoch=first, num_epochs=end - first,
-                              steps_per_epoch=p.steps, batch_size=stage.batch_size,
-                              sample_offset=p.sample_offset, resolution=stage.resolution,
-                              augment=augment, interpolation=interpolation, mean=mean)
-        run.callbacks = []
-        if stage.plateau:
-            plateau = PlateauWindow(stage.plateau, start)
-            saved = run.callback_states.get(plateau.state_key)
-            if saved and saved["stage"] == p.stage_index:
-                plateau.set_state(saved["state"])
-            run.callbacks.append(plateau)
-        cyclic = None
-        if stage.cyclic:
-            c = stage.cyclic
-            cyclic = CyclicLR(
-                c.base_lr, c.max_lr, protocol.cyclic_step_size(stage, len(data.train)), c.mode,
-                c.gamma, phase_start=protocol.iterations_before(start, len(data.train)))
-            run.callbacks.append(cyclic)
-        check_lr_callbacks(run.callbacks)
-        run.callbacks.append(EpochEnd(run.on_epoch, cyclic))
-        # A fresh trace per stage: tf.function would otherwise relax a trace that has seen
-        # several stage shapes to unknown dimensions, and a run resumed mid-stage (which
-        # traces the static shape) would then compute in a different order than the
-        # uninterrupted one and drift in the last bits.
-        model.make_train_function(force=True)
+        session.compile(model, use_optimizer_of(p.stage_index))
+        train, val = session.datasets(first, end)
+        run.callbacks = session.callbacks(first, run.on_epoch)
         model.fit(train, epochs=end, initial_epoch=first, steps_per_epoch=p.steps,
                   validation_data=val, callbacks=run.callbacks, shuffle=False, verbose=0)
         if run.completed != end:
-            raise RuntimeError(f"stage {stage.name} stopped after {run.completed} of {end} epochs")
+            raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
+                               f"{end} epochs")
         run.plot()
 
     if not tio.exists(rd.file(FINAL_MODEL)):
@@ -301,4 +284,3 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     log(f"done: {protocol.total_epochs} epochs; best val_accuracy {best[0]:.4f} at epoch "
         f"{best[1]}; run dir {run_dir}")
     return model
-

@@ -1,0 +1,25 @@
+"""The augmentation backends, by name: each turns a recipe name into a callable with the
+augmentation contract ``augment(images, labels, key) -> (images, labels)`` for tf.data.
+
+``imgaug`` runs the papers' own imgaug pipelines (one Python call per batch); a backend made of
+TensorFlow ops registers beside it. Backends are imported when first used.
+"""
+import importlib
+
+from tinynet.errors import TinynetError
+
+BACKENDS = {"imgaug": "tinynet.augment.imgaug_backend:ImgaugAugment"}
+
+
+def list_backends():
+    return sorted(BACKENDS)
+
+
+def get_augmenter(recipe, backend="imgaug"):
+    """The callable that applies ``recipe`` with ``backend``."""
+    try:
+        module, name = BACKENDS[backend].split(":")
+    except KeyError:
+        raise TinynetError(f"unknown augmentation backend {backend!r}; known: "
+                           f"{', '.join(list_backends())}") from None
+    return getattr(importlib.import_module(module), name)(recipe)

@@ -1,0 +1,207 @@
+"""The dataset registry: ``get_dataset(name, **kw) -> TrainData``, used by the experiment
+scripts, the tools and the tests alike.
+
+    tiny-imagenet             CS231n's 200 classes, 64 px (tinynet.data.tiny_imagenet)
+    cifar10, cifar100         Krizhevsky's python pickles, 32 px (tinynet.data.cifar)
+    synthetic-tiny-imagenet   generated, in Tiny ImageNet's on-disk layout (alias: synthetic)
+    synthetic-cifar10/100     generated, in the CIFAR pickle format and layout
+
+A ``TrainData`` holds decoded uint8 train / val (/ labelled test) ``ImageSet``s, the class
+names, and the dataset's normalisation: the per-channel ``mean``/``std`` its papers used
+(``normalization("mean_std")``) or the training set's own mean (``normalization("mean")``).
+The name and the arguments are recorded in a run's config.json (``spec``), so that
+``get_dataset(**spec)`` rebuilds the same data from a run directory.
+"""
+import dataclasses
+import inspect
+import os
+
+import numpy as np
+
+from tinynet.errors import TinynetError
+
+# The normalisation statistics the CIFAR papers used, in the [0, 1] scale. CIFAR-10: the NYU
+# code of seed 004 (transforms.Normalize). CIFAR-100: Multi-ResNet's (fb.resnet.torch, 0-255
+# scale in the original, divided by 255 here).
+CIFAR_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": ((129.3 / 255, 124.1 / 255, 112.4 / 255), (68.2 / 255, 65.4 / 255, 70.4 / 255)),
+}
+SYNTHETIC_TINY = dict(num_classes=20, train_per_class=100, val_per_class=20, test_images=20)
+SYNTHETIC_CIFAR = dict(train_per_class=100, test_per_class=20)
+
+
+@dataclasses.dataclass
+class TrainData:
+    """Decoded training, validation (and labelled test) sets plus what a report needs."""
+
+    train: object  # tinynet.data.pipeline.ImageSet
+    val: object
+    class_names: list
+    description: dict  # dataset kind, root, sizes: recorded in config.json
+    test: object | None = None
+    mean: tuple | None = None  # the dataset's published per-channel statistics, [0, 1] scale
+    std: tuple | None = None
+    spec: dict = dataclasses.field(default_factory=dict)  # {"name": ..., "args": {...}}
+    class_ids: list | None = None  # short ids (Tiny ImageNet's wnids); default the names
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    def normalization(self, kind):
+        """``(mean, std)`` arrays for ``Protocol.normalize`` (None, "mean" or "mean_std")."""
+        if kind is None:
+            return None, None
+        if kind == "mean":
+            return self.train.channel_mean(), None
+        if kind == "mean_std":
+            if self.mean is None or self.std is None:
+                raise TinynetError(f"dataset {self.spec.get('name')!r} has no published mean/std;"
+                                   f" use the training set's mean (normalize='mean') instead")
+            return np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
+        raise TinynetError(f"unknown normalisation {kind!r}; use None, 'mean' or 'mean_std'")
+
+
+def _abs(path):
+    return os.path.abspath(os.path.expanduser(str(path)))
+
+
+def _tiny_imagenet_data(root, cache, skip_corrupt, kind):
+    from tinynet.data import tiny_imagenet
+    from tinynet.data.pipeline import load_split
+
+    index = tiny_imagenet.load_index(root)
+    train = load_split(index.train, tiny_imagenet.IMAGE_SIZE, cache, skip_corrupt)
+    val = load_split(index.val, tiny_imagenet.IMAGE_SIZE, cache, skip_corrupt)
+    description = {"dataset": kind, "root": root, "num_train": len(train), "num_val": len(val),
+                   "num_classes": index.num_classes, "in_memory": train.in_memory}
+    return TrainData(train=train, val=val, class_names=index.class_names,
+                     description=description, class_ids=list(index.wnids))
+
+
+def tiny_imagenet(data_dir="data", cache="auto", skip_corrupt=False, download=True):
+    """Tiny ImageNet from ``data_dir`` (the folder, its parent, or the zip's folder),
+    downloaded there if absent and ``download``."""
+    from tinynet.data import tiny_imagenet as ti
+
+    root = ti.prepare(data_dir, allow_download=download)
+    return _tiny_imagenet_data(root, cache, skip_corrupt, "tiny-imagenet")
+
+
+def synthetic_tiny_imagenet(data_dir="data/synthetic", cache="auto", skip_corrupt=False,
+                            **spec):
+    """A generated dataset in Tiny ImageNet's layout (``tinynet.data.synthetic``), made in
+    ``data_dir`` on first use; ``spec``: num_classes, train_per_class, val_per_class,
+    test_images, seed."""
+    from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet
+
+    root = ensure_synthetic_tiny_imagenet(_abs(data_dir), **dict(SYNTHETIC_TINY, **spec))
+    return _tiny_imagenet_data(root, cache, skip_corrupt, "synthetic")
+
+
+def _cifar_data(root, name, kind, val_split, split_seed):
+    from tinynet.data import cifar
+    from tinynet.data.pipeline import ImageSet
+
+    arrays = cifar.load(root, name)
+    train_idx, val_idx = cifar.split_validation(len(arrays.train_labels), val_split, split_seed)
+    test = ImageSet(labels=arrays.test_labels, image_size=32, images=arrays.test_images)
+    train = ImageSet(labels=arrays.train_labels[train_idx], image_size=32,
+                     images=arrays.train_images[train_idx])
+    if val_idx is None:  # validate on the test set, as Multi-ResNet did
+        val = test
+    else:
+        val = ImageSet(labels=arrays.train_labels[val_idx], image_size=32,
+                       images=arrays.train_images[val_idx])
+    description = {"dataset": kind, "root": root, "num_train": len(train), "num_val": len(val),
+                   "num_test": len(test), "num_classes": len(arrays.class_names),
+                   "val_split": val_split, "split_seed": split_seed,
+                   "validation": "test set" if val_idx is None else "held out of train",
+                   "in_memory": True}
+    mean, std = CIFAR_STATS[name]
+    return TrainData(train=train, val=val, test=test, class_names=arrays.class_names,
+                     description=description, mean=mean, std=std)
+
+
+def _cifar_entry(name):
+    def load(data_dir="data", val_split=0, split_seed=43, download=True):
+        from tinynet.data import cifar
+
+        root = cifar.prepare(data_dir, name, allow_download=download)
+        return _cifar_data(root, name, name, val_split, split_seed)
+
+    load.__name__ = name
+    load.__doc__ = (f"{name.upper()} from ``data_dir`` (its python archive or extracted folder, "
+                    f"downloaded if absent and ``download``); ``val_split`` training images "
+                    f"held out for validation by a permutation seeded with ``split_seed`` "
+                    f"(0: validate on the test set).")
+    return load
+
+
+def _synthetic_cifar_entry(name):
+    def load(data_dir=f"data/synthetic-{name}", val_split=0, split_seed=43, **spec):
+        from tinynet.data.synthetic import ensure_synthetic_cifar
+
+        root = ensure_synthetic_cifar(_abs(data_dir), name, **dict(SYNTHETIC_CIFAR, **spec))
+        return _cifar_data(root, name, f"synthetic-{name}", val_split, split_seed)
+
+    load.__name__ = f"synthetic_{name}"
+    load.__doc__ = (f"A generated {name} in the real pickle format and layout "
+                    f"(``tinynet.data.synthetic``); ``spec``: num_classes, train_per_class, "
+                    f"test_per_class, seed.")
+    return load
+
+
+_REGISTRY = {
+    "tiny-imagenet": tiny_imagenet,
+    "synthetic-tiny-imagenet": synthetic_tiny_imagenet,
+    "cifar10": _cifar_entry("cifar10"),
+    "cifar100": _cifar_entry("cifar100"),
+    "synthetic-cifar10": _synthetic_cifar_entry("cifar10"),
+    "synthetic-cifar100": _synthetic_cifar_entry("cifar100"),
+}
+ALIASES = {"synthetic": "synthetic-tiny-imagenet"}
+SYNTHETIC_OF = {"tiny-imagenet": "synthetic-tiny-imagenet", "cifar10": "synthetic-cifar10",
+                "cifar100": "synthetic-cifar100"}
+SPEC_ARGS = ("num_classes", "train_per_class", "val_per_class", "test_images",
+             "test_per_class", "seed")
+
+
+def list_datasets():
+    return sorted(_REGISTRY)
+
+
+def default_data_dir(name):
+    """Where the command line looks for (or generates) dataset ``name``."""
+    key = ALIASES.get(name, name)
+    if key == "synthetic-tiny-imagenet":
+        return os.path.join("data", "synthetic")
+    return os.path.join("data", key) if key.startswith("synthetic") else "data"
+
+
+def dataset_arguments(name):
+    """The keyword arguments dataset ``name`` accepts."""
+    fn = _REGISTRY[ALIASES.get(name, name)]
+    params = inspect.signature(fn).parameters
+    names = [p for p in params if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        names += [a for a in SPEC_ARGS if a not in names]
+    return names
+
+
+def get_dataset(name, **kwargs):
+    """Loads registered dataset ``name``; unknown names and arguments are errors."""
+    key = ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        raise TinynetError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+    accepted = dataset_arguments(key)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TinynetError(f"dataset {key!r} takes no argument(s) {', '.join(unknown)}; "
+                           f"it accepts: {', '.join(accepted)}")
+    if "data_dir" in kwargs:
+        kwargs["data_dir"] = _abs(kwargs["data_dir"])
+    data = _REGISTRY[key](**kwargs)
+    data.spec = {"name": key, "args": kwargs}
+    return data
