@@ -43,7 +43,10 @@ def apply_freeze(model, patterns):
 
 
 def build_optimizer(spec, model):
+    """The optimizer ``spec`` names, built over every variable of ``model`` that any stage may
+    train (the stage's own freeze is applied after, by ``StageSession.compile``)."""
     optimizer = make_optimizer(spec)
+    apply_freeze(model, ())
     optimizer.build(model.trainable_variables)
     return optimizer
 
