@@ -3,6 +3,8 @@
 ``@register_model(...)`` on a thin entry point records its default configuration: the input
 size and number of classes it was published with, the paper it reproduces, and the exact
 parameter counts the builder must produce at that configuration (tests check them).
+``paper_params`` is the figure the paper printed, where it printed one, and ``params_note``
+says which figure is right and why when the two differ.
 """
 import dataclasses
 import fnmatch
@@ -20,6 +22,8 @@ class ModelInfo:
     num_classes: int
     total_params: int | None = None
     trainable_params: int | None = None
+    paper_params: int | None = None
+    params_note: str = ""
 
     @property
     def arguments(self):
@@ -29,7 +33,8 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(*, paper, input_shape, num_classes, total_params=None, trainable_params=None):
+def register_model(*, paper, input_shape, num_classes, total_params=None, trainable_params=None,
+                   paper_params=None, params_note=""):
     """Decorator: registers ``fn`` under ``fn.__name__`` with its published configuration."""
 
     def decorate(fn):
@@ -37,7 +42,8 @@ def register_model(*, paper, input_shape, num_classes, total_params=None, traina
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelInfo(
-            name, fn, paper, tuple(input_shape), num_classes, total_params, trainable_params
+            name, fn, paper, tuple(input_shape), num_classes, total_params, trainable_params,
+            paper_params, params_note,
         )
         return fn
 
