@@ -5,6 +5,7 @@
     python tools/benchmark.py quick                      # wall time of the README's --quick demo
     python tools/benchmark.py pipeline                   # input pipeline images/s per recipe
     python tools/benchmark.py resnet                     # ResNet speed-ups: fused BN, XLA, NCHW, SD
+    python tools/benchmark.py cifar                      # seed 004's Table 1 rows: epoch time on CIFAR-10
 
 ``train`` measures training throughput (images/s) of registered models: ``model.fit`` on
 in-memory random batches (so the input pipeline is not what is measured), Adam, the first
@@ -154,6 +155,34 @@ def cmd_resnet(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
+def cmd_cifar(args):
+    """Training images/s and the time of one CIFAR-10 epoch (45,000 images, seed 004's split)
+    for the design-space models, batch 128 at 32 px, with seed 004's optimizer."""
+    from tinynet.models import model_info
+
+    rows = []
+    for name in args.models:
+        params, ips = train_throughput(name, args.batch_size, 32, args.steps, args.warmup,
+                                       1.0, num_classes=10)
+        epoch = 45_000 / ips
+        info = model_info(name)
+        rows.append((name, f"{info.trainable_params:,}",
+                     f"{info.paper_params:,}" if info.paper_params else "-", f"{ips:.1f}",
+                     f"{epoch / 60:.1f} min", f"{200 * epoch / 3600:.1f} h"))
+        print(f"{name}: {ips:.1f} images/s, {epoch:.0f} s per epoch", flush=True)
+    table = markdown_table(["model", "trainable parameters", "printed (Table 1)", "train images/s",
+                            "one epoch (45k images)", "200 epochs"], rows)
+    print(table)
+    if args.record:
+        record(f"CIFAR-10 design space (seed 004), batch {args.batch_size}", table,
+               f"`python tools/benchmark.py cifar`: full-width models at 32 px, 10 classes, "
+               f"{args.steps} timed steps after {args.warmup} warm-up steps, random in-memory "
+               f"inputs (the model's speed without the input pipeline), all in one process. "
+               f"An epoch of the paper's protocol is 351 batches of 128 (45,000 training "
+               f"images); the paper's headline run was 200 + 200 epochs.")
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
 def cmd_quick(args):
     """Times ``experiments/<experiment>.py --quick`` from scratch (data generation included)."""
     import json
@@ -259,6 +288,13 @@ def main(argv=None):
     r.add_argument("--warmup", type=positive_int, default=2)
     r.add_argument("--width", type=float, default=1.0)
     r.add_argument("--no-record", dest="record", action="store_false")
+    c = sub.add_parser("cifar", help="seed 004's CIFAR-10 models: images/s and epoch time")
+    c.add_argument("--models", nargs="+", default=["nyu_resnet24", "nyu_resnet10_1",
+                                                   "nyu_resnet20", "nyu_resnet86"])
+    c.add_argument("--batch-size", type=positive_int, default=128)
+    c.add_argument("--steps", type=positive_int, default=3)
+    c.add_argument("--warmup", type=positive_int, default=2)
+    c.add_argument("--no-record", dest="record", action="store_false")
     q = sub.add_parser("quick", help="wall time of an experiment's --quick demo")
     q.add_argument("--experiment", default="densenet_model1")
     q.add_argument("--no-record", dest="record", action="store_false")
@@ -271,7 +307,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
     {"train": cmd_train, "quick": cmd_quick, "pipeline": cmd_pipeline,
-     "resnet": cmd_resnet}[args.command](args)
+     "resnet": cmd_resnet, "cifar": cmd_cifar}[args.command](args)
 
 
 if __name__ == "__main__":
