@@ -97,6 +97,9 @@ def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     rows, config = run_dir_files(tmp_path / "more")
     assert config["parent"]["run_dir"] == str(ref_dir) and config["parent"]["completed_epochs"] == EPOCHS
     assert len(rows) == 1 and float(rows[0]["lr"]) == pytest.approx(0.1)  # the rule restarts
+    again = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
+                       "--continue-epochs", "25", "--continue-run-dir", tmp_path / "more")
+    assert "done: 1 epochs" in again.stdout  # re-running the command finds the finished run
 
 
 @pytest.mark.slow

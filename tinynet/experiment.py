@@ -154,8 +154,9 @@ def dataset_arguments(args):
         if value is None or (key in defaults and value == defaults[key] and key not in accepted):
             continue
         if key not in accepted:
-            raise TinynetError(f"--{key.replace('_', '-')} does not apply to dataset "
-                               f"{args.dataset!r} (it accepts: {', '.join(accepted)})")
+            flag = "--no-download" if key == "download" else "--" + key.replace("_", "-")
+            raise TinynetError(f"{flag} does not apply to dataset {args.dataset!r} (it "
+                               f"accepts: {', '.join(accepted)})")
         kwargs[key] = value
     if args.dataset.startswith("synthetic"):
         spec = {k: v for k, v in args.synthetic_spec.items() if k in accepted}

@@ -233,16 +233,13 @@ def cmd_pipeline(args):
     import tempfile
 
     from tinynet.augment import get_recipe, list_recipes
-    from tinynet.data import tiny_imagenet
-    from tinynet.data.pipeline import load_split
-    from tinynet.data.synthetic import write_synthetic_tiny_imagenet
+    from tinynet.data.datasets import get_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = write_synthetic_tiny_imagenet(os.path.join(tmp, "tiny"), num_classes=20,
-                                             train_per_class=100, val_per_class=1, test_images=1)
-        split = tiny_imagenet.load_index(root).train
-        on_disk = load_split(split, 64, cache="none")
-        in_memory = load_split(split, 64, cache="memory")
+        spec = dict(data_dir=os.path.join(tmp, "tiny"), num_classes=20, train_per_class=100,
+                    val_per_class=1, test_images=1)
+        on_disk = get_dataset("synthetic-tiny-imagenet", cache="none", **spec).train
+        in_memory = get_dataset("synthetic-tiny-imagenet", cache="memory", **spec).train
         cases = [("decode JPEGs from disk, no augmentation", on_disk, None),
                  ("decoded in memory, no augmentation", in_memory, None)]
         cases += [(f"in memory + `{r}`", in_memory, r) for r in list_recipes()

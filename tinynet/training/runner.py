@@ -203,7 +203,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                 "data": {"num_train": len(data.train), "num_val": len(data.val),
                          "num_classes": data.num_classes}}
     if init_from:
-        identity["parent"] = os.path.abspath(str(init_from))
+        identity["init_from"] = os.path.abspath(str(init_from))
     if augment_backend != "imgaug":
         identity["augment_backend"] = augment_backend
     if restart and rd.has_run():
