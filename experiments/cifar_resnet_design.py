@@ -38,7 +38,6 @@ lr 0.1, except Adam at 1e-3 (protocols.md).
 """
 import argparse
 import dataclasses
-import json
 import os
 import sys
 

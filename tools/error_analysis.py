@@ -16,7 +16,6 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tinynet.errors import TinynetError  # noqa: E402
 from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
 
 

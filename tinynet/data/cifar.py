@@ -21,8 +21,6 @@ import os
 import pickle
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import zlib
 
 import numpy as np
@@ -32,7 +30,8 @@ try:  # numpy 2 moved numpy.core to numpy._core (the old name is a deprecated al
 except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct
 
-from tinynet.data.tiny_imagenet import md5sum
+from tinynet.data import archives
+from tinynet.data.archives import md5sum, one_line as _one_line
 from tinynet.errors import TinynetError
 
 IMAGE_SIZE = 32
@@ -102,29 +101,15 @@ def get_spec(name):
 # Download, verification, extraction
 
 
-def _one_line(error):
-    """An exception's text on one line: messages are printed as one line by the CLIs."""
-    return " ".join(str(error).split())
-
-
 def _offline_message(spec, data_dir, url, md5):
     return (f"no {spec.title} in {data_dir}: put {spec.archive} (from {url}, MD5 {md5}) or its "
             f"extracted {spec.folder}/ folder there, then re-run")
 
 
 def download(spec, dest, url, md5):
-    """Downloads ``url`` to ``dest`` through a ``.part`` file, so a broken transfer leaves no
-    file that looks complete; a failure says where to put the archive by hand."""
-    part = dest + ".part"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        if os.path.exists(part):
-            os.remove(part)
-        raise TinynetError(f"could not download {url} ({_one_line(getattr(e, 'reason', e))}); "
-                           + _offline_message(spec, os.path.dirname(dest), url, md5)) from None
-    os.replace(part, dest)
+    """Downloads ``url`` to ``dest`` (through a ``.part`` file); a failure says where to put
+    the archive by hand."""
+    archives.download(url, dest, _offline_message(spec, os.path.dirname(dest), url, md5))
 
 
 def verify_archive(spec, path, url, md5):

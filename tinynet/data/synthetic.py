@@ -7,6 +7,7 @@ at most 3 cycles per image, so the class pattern survives nearest-neighbour down
 CPU. A few training images are written as single-channel (grayscale) JPEGs, as in the real set.
 The output is a deterministic function of the arguments (the seed included).
 """
+import contextlib
 import json
 import os
 import pickle
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from tinynet.data import cifar as _cifar
-from tinynet.data.tiny_imagenet import md5sum as _md5sum
+from tinynet.data.archives import md5sum as _md5sum
 from tinynet.errors import TinynetError
 
 MARKER = "synthetic.json"
@@ -40,6 +41,24 @@ def _render(cls, patterns, size, rng):
     image = c0 + (c1 - c0) * wave[..., None]
     image = image * rng.uniform(0.85, 1.15) + rng.normal(0, 10, size=image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+@contextlib.contextmanager
+def _built_in_place(root, spec):
+    """Yields a temporary sibling folder of ``root`` to write a dataset into; when the block
+    completes, adds the spec marker and renames the folder to ``root``, so an interrupted
+    generation never leaves a half-written dataset that looks complete."""
+    parent = os.path.dirname(os.path.abspath(root))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
+    try:
+        yield tmp
+        with open(os.path.join(tmp, MARKER), "w") as f:
+            json.dump(spec, f, indent=2, sort_keys=True)
+        os.rename(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _write_jpeg(path, rgb, grayscale=False):
@@ -70,10 +89,7 @@ def write_synthetic_tiny_imagenet(root, num_classes=10, train_per_class=50, val_
     rng = np.random.default_rng(seed)
     patterns = _class_patterns(num_classes, rng)
     wnids = [f"n{90000000 + 7919 * i:08d}" for i in range(num_classes)]
-    parent = os.path.dirname(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
-    try:
+    with _built_in_place(root, spec) as tmp:
         with open(os.path.join(tmp, "wnids.txt"), "w") as f:
             # wnids.txt is not sorted in the real set either; class index = sorted order.
             f.writelines(w + "\n" for w in reversed(wnids))
@@ -105,12 +121,6 @@ def write_synthetic_tiny_imagenet(root, num_classes=10, train_per_class=50, val_
         for i in range(test_images):
             _write_jpeg(os.path.join(tmp, "test", "images", f"test_{i}.JPEG"),
                         _render(int(rng.integers(num_classes)), patterns, image_size, rng))
-        with open(os.path.join(tmp, MARKER), "w") as f:
-            json.dump(spec, f, indent=2, sort_keys=True)
-        os.rename(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
@@ -232,17 +242,8 @@ def write_synthetic_cifar(root, name="cifar10", num_classes=None, train_per_clas
     if os.path.exists(root):
         raise TinynetError(f"{root} already exists; delete it or use ensure_synthetic_cifar")
     arrays = render_synthetic_cifar(**spec)
-    parent = os.path.dirname(os.path.abspath(root))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
-    try:
+    with _built_in_place(root, spec) as tmp:
         _write_cifar_files(tmp, name, arrays)
-        with open(os.path.join(tmp, MARKER), "w") as f:
-            json.dump(spec, f, indent=2, sort_keys=True)
-        os.rename(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 

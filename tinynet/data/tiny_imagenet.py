@@ -13,15 +13,14 @@ Class index = position in the *sorted* wnids, as Keras ``flow_from_directory`` (
 original DenseNet code) numbers the sorted train sub-folders.
 """
 import dataclasses
-import hashlib
 import os
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 
 import numpy as np
 
+from tinynet.data import archives
+from tinynet.data.archives import md5sum  # noqa: F401  (part of this module's interface)
 from tinynet.errors import TinynetError
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
@@ -56,14 +55,6 @@ class TinyImageNetIndex:
         return len(self.wnids)
 
 
-def md5sum(path, chunk=1 << 20):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_archive(path, md5=MD5):
     got = md5sum(path)
     if got != md5:
@@ -92,21 +83,9 @@ def safe_extract(archive, target):
 
 
 def download(dest, url=URL):
-    """Downloads ``url`` to ``dest`` through a ``.part`` file, so a broken transfer leaves no
-    file that looks complete."""
-    part = dest + ".part"
-    try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-            shutil.copyfileobj(response, out, length=1 << 20)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        if os.path.exists(part):
-            os.remove(part)
-        raise TinynetError(
-            f"could not download {url} ({getattr(e, 'reason', e)}); download it elsewhere and "
-            f"put {os.path.basename(dest)} (MD5 {MD5}) in {os.path.dirname(dest) or '.'}, "
-            f"then re-run"
-        ) from None
-    os.replace(part, dest)
+    """Downloads ``url`` to ``dest`` (through a ``.part`` file)."""
+    archives.download(url, dest, f"download it elsewhere and put {os.path.basename(dest)} "
+                                 f"(MD5 {MD5}) in {os.path.dirname(dest) or '.'}, then re-run")
 
 
 def prepare(data_dir, allow_download=True, url=URL, md5=MD5):

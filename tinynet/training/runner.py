@@ -214,7 +214,6 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     if resuming:
         _check_same_run(rd.read_config(), identity, run_dir)
 
-    n = len(data.train)
     with strategy.scope():
         model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
     run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend)
