@@ -199,15 +199,17 @@ def cmd_quick(args):
         seconds = time.perf_counter() - start
         with open(os.path.join(tmp, "run", "state.json")) as f:
             state = json.load(f)
-    table = markdown_table(["command", "epochs", "wall time", "best val_accuracy (20 classes)"],
+        with open(os.path.join(tmp, "run", "config.json")) as f:
+            classes = json.load(f)["data"]["num_classes"]
+    table = markdown_table(["command", "epochs", "wall time", f"best val_accuracy ({classes} classes)"],
                            [(f"`python experiments/{args.experiment}.py --quick`",
                              state["completed_epochs"], f"{seconds:.0f} s",
                              f"{state['best_val_accuracy']:.3f}")])
     print(table)
     if args.record:
         record(f"--quick demo, {args.experiment}", table,
-               "Whole process: start-up, synthetic data generation, every stage, saving. "
-               "Chance is 0.05.")
+               f"Whole process: start-up, synthetic data generation, every stage, saving. "
+               f"Chance is {1 / classes:.2g}.")
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
