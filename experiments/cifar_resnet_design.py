@@ -81,8 +81,8 @@ def schedule(name, epochs, lr):
         return CosineWarmRestarts(lr=lr, t_0=10, t_mult=2)
     if name == "cosine":
         return Cosine(lr=lr, t_max=epochs)
-    return StepDecay(lr=lr, milestones=tuple(range(100, epochs, 100)) or (epochs // 2,),
-                     gamma=0.1)
+    milestones = tuple(range(100, epochs, 100)) or ((epochs // 2,) if epochs > 1 else ())
+    return StepDecay(lr=lr, milestones=milestones, gamma=0.1)
 
 
 def protocol(optimizer="adadelta", schedule_name="code", epochs=EPOCHS, mixup=True, name=None):
@@ -102,9 +102,11 @@ def test_evaluation(run_dir, log=print):
     from tinynet.evaluation import load_run
 
     run = load_run(run_dir, "best")
-    if run.data.test is None or run.data.test is run.data.val:
-        log("the validation set is the test set (--val-split 0): no separate test evaluation")
+    if run.data.test is None:
+        log(f"{run.data.spec['name']} has no labelled test set: no test evaluation")
+        return None
     result = {"best_checkpoint": run.evaluate("test"),
+              "test_is_validation": run.data.test is run.data.val,  # --val-split 0
               "best_val_accuracy": tio.read_json(tio.join(run_dir, "state.json"))[
                   "best_val_accuracy"],
               "published": PUBLISHED}
@@ -126,7 +128,7 @@ def sweep(args, data, model_kwargs):
     for name in OPTIMIZERS:
         run_dir = tio.join(args.run_dir, name)
         sub = argparse.Namespace(**dict(vars(args), run_dir=run_dir))
-        run_experiment(sub, protocol(name, args.schedule, SWEEP_EPOCHS,
+        run_experiment(sub, protocol(name, args.schedule, SWEEP_EPOCHS, mixup=not args.no_mixup,
                                      name=f"nyu_cifar10_sweep_{name}"),
                        args.model, model_kwargs, data=data)
         state = tio.read_json(tio.join(run_dir, "state.json"))
@@ -147,7 +149,8 @@ def main(argv=None):
                         help="code: the original's per-epoch rule (default); sgdr, cosine, step: "
                              "the paper's text")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adadelta")
-    parser.add_argument("--epochs", type=positive_int, default=EPOCHS)
+    parser.add_argument("--epochs", type=positive_int, default=EPOCHS,
+                        help="epochs of the run (the sweep's are 60, the paper's)")
     parser.add_argument("--no-mixup", action="store_true", help="the paper's run before mixup")
     parser.add_argument("--sweep-optimizers", action="store_true",
                         help="Fig. 5a: every optimizer for 60 epochs, RUN_DIR/<optimizer>, "
@@ -159,10 +162,13 @@ def main(argv=None):
                         help="default: RUN_DIR-continue<N>")
     add_common_arguments(parser, EXPERIMENT, QUICK, dataset="cifar10")
     args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
-    if args.val_split is None:
-        args.val_split = 60 if args.quick else VAL_SPLIT
-    if args.split_seed is None:
-        args.split_seed = SPLIT_SEED
+    if args.dataset.endswith(("cifar10", "cifar100")):  # the code's 45k/5k split, seed 43
+        if args.val_split is None:
+            args.val_split = 60 if args.quick else VAL_SPLIT
+        if args.split_seed is None:
+            args.split_seed = SPLIT_SEED
+    if args.sweep_optimizers and args.continue_epochs:
+        parser.error("--sweep-optimizers and --continue-epochs do not go together")
     model_kwargs = {}
     data = load_data(args)
     if args.sweep_optimizers:

@@ -102,6 +102,29 @@ def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     assert "done: 1 epochs" in again.stdout  # re-running the command finds the finished run
 
 
+def test_a_resume_with_another_split_and_a_continuation_of_an_unfinished_run_are_refused(
+        reference, tmp_path):
+    data_dir, ref_dir, _ = reference
+    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
+                      "--split-seed", "7", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "holds a run with a different dataset_spec" in last
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    for name in ("config.json", "checkpoints"):
+        (unfinished / name).symlink_to(ref_dir / name)
+    (unfinished / "state.json").write_text(json.dumps({"status": "running", "completed_epochs": 1,
+                                                       "total_epochs": 2}))
+    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", unfinished,
+                      "--continue-epochs", "25", check=False)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and "that run is not finished (1 of 2 epochs)" in last
+    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
+                      "--continue-epochs", "25", "--optimizer", "sgd",
+                      "--continue-run-dir", tmp_path / "sgd", check=False)
+    assert proc.returncode == 2 and "continue with the same optimizer" in proc.stderr
+
+
 @pytest.mark.slow
 def test_optimizer_sweep_writes_a_run_per_optimizer_and_a_table(reference, tmp_path):
     data_dir, _, _ = reference

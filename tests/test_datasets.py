@@ -73,3 +73,10 @@ def test_flags_a_dataset_does_not_take_are_one_line_errors(tmp_path):
     assert "--val-split does not apply to dataset 'synthetic-tiny-imagenet'" in last
     proc = run_script("cifar_resnet_design.py", "--help")
     assert "synthetic-cifar100" in proc.stdout and "--val-split" in proc.stdout
+
+
+def test_each_generated_dataset_takes_only_its_own_sizes(tmp_path):
+    with pytest.raises(TinynetError, match="takes no argument.*test_per_class"):
+        get_dataset("synthetic-tiny-imagenet", data_dir=tmp_path, test_per_class=3)
+    with pytest.raises(TinynetError, match="takes no argument.*val_per_class"):
+        get_dataset("synthetic-cifar10", data_dir=tmp_path, val_per_class=3)

@@ -71,3 +71,22 @@ def test_impossible_values_are_errors(model1):
         model1.PROGRESSIVE.with_steps(0)
     with pytest.raises(TinynetError, match="unknown stage"):
         model1.PROGRESSIVE.select(["128px"])
+
+
+@pytest.mark.parametrize("stage,message", [
+    (dict(freeze="stem"), "freeze must be a tuple of layer names"),
+    (dict(augment="cifar_crop_flip"), "takes 32 px images, the stage trains at 64 px"),
+    (dict(augment="autoaugment"), "unknown augmentation recipe"),
+])
+def test_stages_are_checked_when_the_protocol_is_built(stage, message):
+    from tinynet.training.protocol import Stage
+    with pytest.raises(TinynetError, match=message):
+        Protocol("x", (Stage("a", 64, 8, 1, **stage),), {"name": "adam"})
+
+
+def test_impossible_mixup_and_plateau_are_refused():
+    from tinynet.training.protocol import Mixup, Stage
+    with pytest.raises(TinynetError, match="mixup needs"):
+        Protocol("x", (Stage("a", 32, 8, 1, mixup=Mixup(per="batches")),), {"name": "adam"})
+    with pytest.raises(TinynetError, match=r"factor must be in \(0, 1\)"):
+        Plateau(factor=1.5, patience=5, min_lr=0)

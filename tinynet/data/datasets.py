@@ -90,13 +90,17 @@ def tiny_imagenet(data_dir="data", cache="auto", skip_corrupt=False, download=Tr
 
 
 def synthetic_tiny_imagenet(data_dir="data/synthetic", cache="auto", skip_corrupt=False,
-                            **spec):
+                            num_classes=SYNTHETIC_TINY["num_classes"],
+                            train_per_class=SYNTHETIC_TINY["train_per_class"],
+                            val_per_class=SYNTHETIC_TINY["val_per_class"],
+                            test_images=SYNTHETIC_TINY["test_images"], seed=0):
     """A generated dataset in Tiny ImageNet's layout (``tinynet.data.synthetic``), made in
-    ``data_dir`` on first use; ``spec``: num_classes, train_per_class, val_per_class,
-    test_images, seed."""
+    ``data_dir`` on first use."""
     from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet
 
-    root = ensure_synthetic_tiny_imagenet(_abs(data_dir), **dict(SYNTHETIC_TINY, **spec))
+    root = ensure_synthetic_tiny_imagenet(
+        _abs(data_dir), num_classes=num_classes, train_per_class=train_per_class,
+        val_per_class=val_per_class, test_images=test_images, seed=seed)
     return _tiny_imagenet_data(root, cache, skip_corrupt, "synthetic")
 
 
@@ -140,16 +144,19 @@ def _cifar_entry(name):
 
 
 def _synthetic_cifar_entry(name):
-    def load(data_dir=f"data/synthetic-{name}", val_split=0, split_seed=43, **spec):
+    def load(data_dir=f"data/synthetic-{name}", val_split=0, split_seed=43, num_classes=None,
+             train_per_class=SYNTHETIC_CIFAR["train_per_class"],
+             test_per_class=SYNTHETIC_CIFAR["test_per_class"], seed=0):
         from tinynet.data.synthetic import ensure_synthetic_cifar
 
-        root = ensure_synthetic_cifar(_abs(data_dir), name, **dict(SYNTHETIC_CIFAR, **spec))
+        root = ensure_synthetic_cifar(_abs(data_dir), name, num_classes=num_classes,
+                                      train_per_class=train_per_class,
+                                      test_per_class=test_per_class, seed=seed)
         return _cifar_data(root, name, f"synthetic-{name}", val_split, split_seed)
 
     load.__name__ = f"synthetic_{name}"
     load.__doc__ = (f"A generated {name} in the real pickle format and layout "
-                    f"(``tinynet.data.synthetic``); ``spec``: num_classes, train_per_class, "
-                    f"test_per_class, seed.")
+                    f"(``tinynet.data.synthetic``), made in ``data_dir`` on first use.")
     return load
 
 
@@ -164,10 +171,6 @@ _REGISTRY = {
 ALIASES = {"synthetic": "synthetic-tiny-imagenet"}
 SYNTHETIC_OF = {"tiny-imagenet": "synthetic-tiny-imagenet", "cifar10": "synthetic-cifar10",
                 "cifar100": "synthetic-cifar100"}
-SPEC_ARGS = ("num_classes", "train_per_class", "val_per_class", "test_images",
-             "test_per_class", "seed")
-
-
 def list_datasets():
     return sorted(_REGISTRY)
 
@@ -182,12 +185,12 @@ def default_data_dir(name):
 
 def dataset_arguments(name):
     """The keyword arguments dataset ``name`` accepts."""
-    fn = _REGISTRY[ALIASES.get(name, name)]
-    params = inspect.signature(fn).parameters
-    names = [p for p in params if params[p].kind is not inspect.Parameter.VAR_KEYWORD]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        names += [a for a in SPEC_ARGS if a not in names]
-    return names
+    return list(inspect.signature(_REGISTRY[ALIASES.get(name, name)]).parameters)
+
+
+# Arguments that say where and how to read the data, not which data it is (not part of a
+# run's identity).
+LOCATION_ARGS = ("data_dir", "download", "cache")
 
 
 def get_dataset(name, **kwargs):

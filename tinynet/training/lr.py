@@ -114,6 +114,13 @@ class Plateau(LRPolicy):
     last_epoch: int | None = None
     kind: ClassVar[str] = "plateau"
 
+    def __post_init__(self):
+        if not 0 < self.factor < 1:
+            raise TinynetError(f"ReduceLROnPlateau factor must be in (0, 1), got {self.factor!r}")
+        if not (isinstance(self.patience, int) and self.patience >= 0):
+            raise TinynetError(f"ReduceLROnPlateau patience must be an integer >= 0, got "
+                               f"{self.patience!r}")
+
     def active(self, stage_epoch):
         return self.first_epoch <= stage_epoch and (
             self.last_epoch is None or stage_epoch < self.last_epoch)
@@ -294,6 +301,10 @@ class NYURule(LRPolicy):
     second: int = 150
     factor: float = 10.0
     kind: ClassVar[str] = "nyu"
+
+    def __post_init__(self):
+        _positive("lr", self.lr)
+        _positive("factor", self.factor)
 
     def value(self, stage_epoch, stage_iteration, steps_per_epoch):
         lr = self.lr

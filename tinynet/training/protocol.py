@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 
+from tinynet.augment.recipes import get_recipe
 from tinynet.errors import TinynetError
 from tinynet.training.lr import Constant, Cyclic, LRPolicy, Plateau, policy_from_dict  # noqa: F401
 
@@ -87,6 +88,19 @@ class Protocol:
             if s.loss not in LOSSES:
                 raise TinynetError(f"stage {s.name!r}: unknown loss {s.loss!r}; known: "
                                    f"{', '.join(LOSSES)}")
+            if not isinstance(s.freeze, tuple) or not all(isinstance(f, str) for f in s.freeze):
+                raise TinynetError(f"stage {s.name!r}: freeze must be a tuple of layer names, "
+                                   f"got {s.freeze!r}")
+            if s.augment is not None:
+                size = get_recipe(s.augment).input_size  # an unknown recipe fails here
+                if size is not None and size != s.resolution:
+                    raise TinynetError(f"stage {s.name!r}: recipe {s.augment!r} takes {size} px "
+                                       f"images, the stage trains at {s.resolution} px")
+            if s.mixup is not None and not (
+                    isinstance(s.mixup.alpha, (int, float)) and 0 <= s.mixup.alpha < float("inf")
+                    and s.mixup.per in ("batch", "sample")):
+                raise TinynetError(f"stage {s.name!r}: mixup needs a finite alpha >= 0 and per "
+                                   f"'batch' or 'sample', got {s.mixup}")
         if self.normalize not in NORMALIZATIONS:
             raise TinynetError(f"protocol {self.name!r}: normalize must be one of "
                                f"{NORMALIZATIONS}, not {self.normalize!r}")

@@ -21,13 +21,15 @@ import tensorflow as tf
 
 import tinynet
 from tinynet import io as tio
-from tinynet.data.datasets import TrainData  # noqa: F401  (re-exported: the runner's input)
+from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (TrainData: the input)
 from tinynet.errors import TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
 from tinynet.training.callbacks import format_duration
 from tinynet.training.determinism import configure_determinism
+from tinynet.training.optimizers import make_optimizer
+from tinynet.training.protocol import Protocol
 from tinynet.training.rundir import BEST_MODEL, FINAL_MODEL, PLOT, RunDirectory
 from tinynet.training.session import StageSession, build_optimizer
 
@@ -159,27 +161,44 @@ class _Run:
                          title=f"{self.model.name}: {self.protocol.name}")
 
 
-def _initialise_from(parent_dir, model, optimizer, identity, log):
-    """Loads the final checkpoint of run ``parent_dir`` (same model) into a fresh run: all
-    model variables and the optimizer's state, with its iteration count restarted so that the
-    new protocol's lr policies start at their beginning. Returns the provenance record."""
+def _absolute(path):
+    return os.path.abspath(str(path)) if tio.is_local(path) else str(path)
+
+
+def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
+    """Loads the final checkpoint of the finished run ``parent_dir`` (same model, data and
+    optimizer) into a fresh run: all model variables and the optimizer's state, with its
+    iteration count restarted so that the new protocol's lr policies start at their
+    beginning. Returns the provenance record."""
     parent = RunDirectory(parent_dir)
     if not parent.has_run():
         raise TinynetError(f"{parent_dir} holds no run to continue from (config.json missing)")
     stored = parent.read_config()
-    for key in ("model", "model_kwargs"):
+    for key in ("model", "model_kwargs", "dataset_spec"):
         if json.loads(json.dumps(identity[key])) != stored.get(key):
             raise TinynetError(f"cannot continue from {parent_dir}: its {key} is "
                                f"{stored.get(key)!r}, this run's is {identity[key]!r}")
-    found = parent.latest_checkpoint(log)
-    if found is None:
-        raise TinynetError(f"{parent_dir} has no readable checkpoint to continue from")
-    path, meta, arrays = found
+    state = parent.read_state() if tio.exists(parent.file("state.json")) else {}
+    if state.get("status") != "complete":
+        raise TinynetError(f"cannot continue from {parent_dir}: that run is not finished "
+                           f"({state.get('completed_epochs', 0)} of "
+                           f"{state.get('total_epochs', '?')} epochs); finish it first")
+    parent_protocol = Protocol.from_dict(stored["protocol"])
+    last_spec = parent_protocol.optimizer_spec(len(parent_protocol.stages) - 1)
+    if make_optimizer(last_spec).__class__ is not optimizer.__class__:
+        raise TinynetError(f"cannot continue from {parent_dir}: it trained with {last_spec}, "
+                           f"this run starts with {spec}; continue with the same optimizer")
+    path = checkpoint.checkpoint_path(parent.path, state["completed_epochs"])
+    try:
+        meta, arrays = checkpoint.read_checkpoint(path)
+    except ValueError as e:
+        raise TinynetError(f"cannot continue from {parent_dir}: its final checkpoint {e}") from None
     checkpoint.restore_variables(model, optimizer, meta, arrays, path)
     optimizer.iterations.assign(0)
     log(f"initialised from {path} ({meta['completed_epochs']} epochs of {parent_dir})")
-    return {"run_dir": os.path.abspath(str(parent_dir)), "checkpoint": os.path.basename(path),
-            "completed_epochs": meta["completed_epochs"], "protocol": stored.get("protocol", {}).get("name")}
+    return {"run_dir": _absolute(parent_dir), "checkpoint": os.path.basename(path),
+            "completed_epochs": meta["completed_epochs"],
+            "protocol": stored.get("protocol", {}).get("name")}
 
 
 def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
@@ -198,14 +217,20 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     configure_determinism(seed, deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
     rd = RunDirectory(run_dir)
+    # what must match for a run directory to be resumed: the dataset by its registry name and
+    # the arguments that choose the data (not where it is read from), e.g. CIFAR's split
     identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
                 "seed": seed, "interpolation": interpolation,
                 "data": {"num_train": len(data.train), "num_val": len(data.val),
-                         "num_classes": data.num_classes}}
-    if init_from:
-        identity["init_from"] = os.path.abspath(str(init_from))
-    if augment_backend != "imgaug":
-        identity["augment_backend"] = augment_backend
+                         "num_classes": data.num_classes},
+                "dataset_spec": {"name": data.spec.get("name"), "args": {
+                    k: v for k, v in data.spec.get("args", {}).items()
+                    if k not in LOCATION_ARGS}},
+                "augment_backend": augment_backend,
+                "init_from": _absolute(init_from) if init_from else None}
+    for i, stage in enumerate(protocol.stages):  # a bad optimizer fails now, not hours in
+        if i == 0 or stage.optimizer:
+            make_optimizer(protocol.optimizer_spec(i))
     if restart and rd.has_run():
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
@@ -246,7 +271,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         if resuming and tio.exists(rd.file("history.csv")):
             log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
         optimizer = use_optimizer_of(0)
-        parent = _initialise_from(init_from, model, optimizer, identity, log) if init_from else None
+        parent = (_initialise_from(init_from, model, optimizer, identity,
+                                   protocol.optimizer_spec(0), log) if init_from else None)
         if not resuming:
             # input_mean/std: what evaluation must apply to x / 255 before the model
             rd.write_config(dict(
