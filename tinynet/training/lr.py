@@ -80,6 +80,11 @@ def _scale_epochs(n, old, new):
     return n * new / old
 
 
+def _annealed(lr, eta_min, t, period):
+    """The cosine from ``lr`` down to ``eta_min`` over ``period``, at ``t``."""
+    return eta_min + (lr - eta_min) * (1 + math.cos(math.pi * t / period)) / 2
+
+
 @dataclasses.dataclass(frozen=True)
 class Constant(LRPolicy):
     """A constant lr set when each epoch starts; ``lr=None`` keeps the optimizer's lr."""
@@ -238,7 +243,7 @@ class Cosine(LRPolicy):
 
     def value(self, stage_epoch, stage_iteration, steps_per_epoch):
         t = stage_iteration / steps_per_epoch if self.per_iteration else stage_epoch
-        return self.eta_min + (self.lr - self.eta_min) * (1 + math.cos(math.pi * t / self.t_max)) / 2
+        return _annealed(self.lr, self.eta_min, t, self.t_max)
 
     def scaled(self, old_epochs, new_epochs):
         return dataclasses.replace(self, t_max=_scale_epochs(self.t_max, old_epochs, new_epochs))
@@ -278,8 +283,7 @@ class CosineWarmRestarts(LRPolicy):
 
     def value(self, stage_epoch, stage_iteration, steps_per_epoch):
         t = stage_iteration / steps_per_epoch if self.per_iteration else stage_epoch
-        t_cur, t_i = self.position(t)
-        return self.eta_min + (self.lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+        return _annealed(self.lr, self.eta_min, *self.position(t))
 
     def scaled(self, old_epochs, new_epochs):
         return dataclasses.replace(self, t_0=_scale_epochs(self.t_0, old_epochs, new_epochs))
