@@ -22,6 +22,7 @@ import tensorflow as tf
 import tinynet
 from tinynet import io as tio
 from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (TrainData: the input)
+from tinynet.data.pipeline import eval_dataset
 from tinynet.errors import TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
@@ -69,6 +70,7 @@ class _Run:
         self.rd = run_dir
         self.interpolation, self.mean, self.std = interpolation, mean, std
         self.augment_backend = augment_backend
+        self._val = {}  # paired labels (mixup) or not -> validation dataset
         self.plan = protocol.epoch_plan(len(data.train))
         self.costs = protocol.cost_units(len(data.train))
         self.history = []
@@ -81,6 +83,16 @@ class _Run:
         self.callbacks = []
         self._seconds = 0.0
         self._units = 0
+
+    def val_dataset(self, label_transform=None):
+        """The validation set as every stage sees it; built once per label form, not per stage
+        (an in-memory split is one constant of the whole set)."""
+        key = label_transform is not None
+        if key not in self._val:
+            self._val[key] = eval_dataset(
+                self.data.val, self.protocol.eval_batch_size, self.protocol.val_resolution,
+                self.interpolation, self.mean, self.std, label_transform=label_transform)
+        return self._val[key]
 
     @property
     def completed(self):

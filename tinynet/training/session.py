@@ -18,7 +18,7 @@ import fnmatch
 import keras
 
 from tinynet.augment import get_augmenter
-from tinynet.data.pipeline import eval_dataset, train_dataset
+from tinynet.data.pipeline import train_dataset
 from tinynet.errors import TinynetError
 from tinynet.training.callbacks import EpochEnd, check_lr_callbacks
 from tinynet.training.optimizers import make_optimizer
@@ -105,10 +105,7 @@ class StageSession:
                               resolution=stage.resolution, augment=augment,
                               interpolation=run.interpolation, mean=run.mean, std=run.std,
                               batch_transform=self.mixup())
-        val = eval_dataset(run.data.val, run.protocol.eval_batch_size,
-                           run.protocol.val_resolution, run.interpolation, run.mean, run.std,
-                           label_transform=self.label_transform())
-        return train, val
+        return train, run.val_dataset(self.label_transform())
 
     def callbacks(self, first, on_epoch):
         """The stage's lr callback (its saved state restored) and the per-epoch recorder."""
