@@ -169,6 +169,9 @@ def main(argv=None):
             args.split_seed = SPLIT_SEED
     if args.sweep_optimizers and args.continue_epochs:
         parser.error("--sweep-optimizers and --continue-epochs do not go together")
+    if args.sweep_optimizers and args.strategy == "multiworker":
+        parser.error("--sweep-optimizers runs one protocol after another; under --strategy "
+                     "multiworker run each optimizer as its own command (--optimizer)")
     model_kwargs = {}
     data = load_data(args)
     if args.sweep_optimizers:

@@ -8,8 +8,15 @@ import time
 
 import pytest
 
-from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet, write_synthetic_tiny_imagenet
-from tinynet.experiment import QuickPreset
+from tinynet.training.distribute import ensure_logical_cpus
+
+# Three logical CPU devices for the whole session (TensorFlow fixes its devices when its runtime
+# starts): data- and model-parallel tests run in this process; everything else uses CPU:0.
+ensure_logical_cpus(3)
+
+from tinynet.data.synthetic import (ensure_synthetic_tiny_imagenet,  # noqa: E402
+                                    write_synthetic_tiny_imagenet)
+from tinynet.experiment import QuickPreset  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

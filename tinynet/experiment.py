@@ -13,6 +13,12 @@ import sys
 from tinynet.errors import TinynetError
 
 
+class WorkerDone(Exception):
+    """Raised after training in a multi-worker member other than the chief: what a script does
+    after training (evaluation, tables) reads and writes the run directory, the chief's job.
+    ``run_cli`` ends the process with status 0."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is reported on one line instead of usage + error, and flags
     must be spelled out (no prefix abbreviations: ``--determ`` is not ``--deterministic``)."""
@@ -67,6 +73,7 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     (``--quick`` uses its generated twin)."""
     from tinynet.augment import list_backends
     from tinynet.data.datasets import list_datasets
+    from tinynet.training.distribute import STRATEGIES
 
     parser.set_defaults(default_dataset=dataset)
     g = parser.add_argument_group("data")
@@ -114,11 +121,26 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     g.add_argument("--quick", action="store_true",
                    help=f"CPU demo: generated data, width {quick.width:g}, "
                         f"{quick.steps_per_epoch} steps per epoch, epochs x{quick.epochs_scale:g}")
+    g = parser.add_argument_group("devices (see tinynet.training.distribute)")
+    g.add_argument("--strategy", choices=STRATEGIES, default="default",
+                   help="tf.distribute strategy: one device, mirrored (local devices), "
+                        "multiworker (TF_CONFIG), tpu; the protocol's batch size stays global")
+    g.add_argument("--devices", default=None,
+                   help="devices for --strategy default/mirrored: GPU:0,GPU:1 or a count "
+                        "(CPU:N or a count without GPUs makes logical CPU devices)")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="BatchNormalization statistics over the global batch (all replicas)")
+    g.add_argument("--model-parallel", default=None, metavar="DEV,DEV,...",
+                   help="models with parallel branches (Multi-ResNet): split each block's "
+                        "branches over these devices (or a count)")
 
 
 def resolve_quick(args, experiment, preset=QuickPreset()):
-    """Fills flags left unset from the ``--quick`` preset (explicit flags always win)."""
+    """Fills flags left unset from the ``--quick`` preset (explicit flags always win), and
+    makes the logical devices the device flags name: TensorFlow accepts them only before it
+    starts, and loading data may start it."""
     from tinynet.data.datasets import ALIASES, SYNTHETIC_OF, default_data_dir
+    from tinynet.training.distribute import configure_devices, parse_devices
 
     default = getattr(args, "default_dataset", "tiny-imagenet")
     if args.quick:
@@ -133,6 +155,9 @@ def resolve_quick(args, experiment, preset=QuickPreset()):
     if args.data_dir is None:
         args.data_dir = default_data_dir(args.dataset)
     args.synthetic_spec = preset.synthetic if args.quick else {}
+    for flag in ("devices", "model_parallel"):
+        if getattr(args, flag, None):
+            configure_devices(parse_devices(getattr(args, flag)))
     return args
 
 
@@ -167,12 +192,35 @@ def load_data(args):
     return get_dataset(args.dataset, **dataset_arguments(args))
 
 
+def placement(args, model_name):
+    """``(strategy, devices)`` from the device flags: the ``tf.distribute`` strategy, and the
+    devices a model-parallel model splits its branches over (None: not split). Creates the
+    logical CPU devices the flags name, so it runs before anything starts TensorFlow."""
+    from tinynet.models import model_info
+    from tinynet.training.distribute import configure_devices, make_strategy, parse_devices
+
+    split = None
+    if args.model_parallel:
+        if "devices" not in model_info(model_name).arguments:
+            raise TinynetError(f"--model-parallel does not apply to {model_name}: it has no "
+                               f"parallel branches to split (Multi-ResNet has)")
+        if args.strategy != "default" or args.devices:
+            raise TinynetError("--model-parallel places the model on its devices itself; it "
+                               "cannot be combined with --strategy or --devices")
+        split = configure_devices(parse_devices(args.model_parallel))
+        if len(split) < 2:
+            raise TinynetError("--model-parallel needs at least two devices")
+    devices = parse_devices(args.devices) if args.devices else None
+    return make_strategy(args.strategy, devices, log=lambda line: print(line, flush=True)), split
+
+
 def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, init_from=None):
     """Loads the data the flags name (unless given) and runs ``protocol`` (already resolved
     from the script's data) with the command-line overrides applied; returns the model."""
     from tinynet.training.protocol import describe
     from tinynet.training.runner import run_protocol
 
+    strategy, split = placement(args, model_name)
     data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
     print(describe(protocol, len(data.train)), flush=True)
@@ -185,11 +233,18 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
         raise TinynetError(f"--width does not apply to {model_name}: it has no width multiplier")
     if args.data_format:
         model_kwargs["data_format"] = args.data_format
-    return run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
-                        run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
-                        restart=args.restart, interpolation=args.interpolation,
-                        augment_backend=args.augment_backend, init_from=init_from,
-                        log=lambda line: print(line, flush=True))
+    if split:
+        model_kwargs["devices"] = split
+    model = run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
+                         run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
+                         restart=args.restart, interpolation=args.interpolation,
+                         augment_backend=args.augment_backend, init_from=init_from,
+                         strategy=strategy, sync_batch_norm=args.sync_bn,
+                         log=lambda line: print(line, flush=True))
+    from tinynet.training.distribute import is_chief
+    if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)
+        raise WorkerDone()
+    return model
 
 
 def run_cli(main, argv=None):
@@ -200,6 +255,8 @@ def run_cli(main, argv=None):
         reexec_for_determinism()
     try:
         main(argv)
+    except WorkerDone:
+        print("this worker is done; the chief writes the run directory", flush=True)
     except TinynetError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -198,3 +198,32 @@ def check_lr_callbacks(callbacks):
         names = ", ".join(type(c).__name__ for c in kinds)
         raise TinynetError(f"one phase cannot combine {names}: each sets the learning rate; "
                            f"use one lr policy per phase")
+
+
+class ReplicaStatistics(keras.callbacks.Callback):
+    """Averages the BN moving statistics over replicas when each training epoch ends, before
+    validation and the checkpoint (``tinynet.training.distribute.replica_averager``).
+    """
+
+    def __init__(self, strategy):
+        super().__init__()
+        self.strategy = strategy
+        self._pending = False
+        self._averager = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._pending = True
+
+    def on_test_begin(self, logs=None):  # fit's validation: after the epoch's training
+        self._average()
+
+    def on_epoch_end(self, epoch, logs=None):  # (no validation): before the checkpoint
+        self._average()
+
+    def _average(self):
+        if self._pending:  # once per epoch: a mean of equal copies may round
+            if self._averager is None:
+                from tinynet.training.distribute import replica_averager
+                self._averager = replica_averager(self.model, self.strategy) or (lambda: None)
+            self._averager()
+            self._pending = False

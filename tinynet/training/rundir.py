@@ -14,6 +14,7 @@ leaves each file either in its previous or in its new complete version.
 """
 import io as _io
 import os
+import tempfile
 
 import pandas as pd
 
@@ -34,6 +35,8 @@ _OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoi
 
 
 class RunDirectory:
+    writable = True
+
     def __init__(self, path):
         self.path = str(path)
 
@@ -110,3 +113,23 @@ class RunDirectory:
 
     def load_stage_best(self, model, stage_index):
         return checkpoint.load_stage_best(self.path, model, stage_index)
+
+
+class ReaderRunDirectory(RunDirectory):
+    """The run directory as a multi-worker member other than the chief sees it: it reads the
+    chief's files (to resume from the same checkpoint) and writes nothing there. Saving a model
+    still runs, into a temporary folder that is then deleted: it takes part in collective ops
+    the chief runs at the same time, and a worker that skipped it would leave the chief
+    waiting (TensorFlow's multi-worker rule: every worker saves, only the chief keeps it)."""
+
+    writable = False
+
+    def _no_write(self, *args, **kwargs):
+        return None
+
+    clear = remove_temporary_files = write_config = write_state = write_history = _no_write
+    write_lr = save_checkpoint = save_stage_best = _no_write
+
+    def save_model(self, model, name):
+        with tempfile.TemporaryDirectory(prefix="tinynet-worker-") as scratch:
+            model.save(os.path.join(scratch, os.path.basename(name)))

@@ -27,11 +27,14 @@ from tinynet.errors import TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import format_duration
+from tinynet.training.callbacks import ReplicaStatistics, format_duration
 from tinynet.training.determinism import configure_determinism
+from tinynet.training.distribute import (distribute_input, is_chief, prepare_model,
+                                         synchronize_batch_norm)
 from tinynet.training.optimizers import make_optimizer
 from tinynet.training.protocol import Protocol
-from tinynet.training.rundir import BEST_MODEL, FINAL_MODEL, PLOT, RunDirectory
+from tinynet.training.rundir import (BEST_MODEL, FINAL_MODEL, PLOT, ReaderRunDirectory,
+                                     RunDirectory)
 from tinynet.training.session import StageSession, build_optimizer
 
 
@@ -168,7 +171,7 @@ class _Run:
             "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
 
     def plot(self):
-        if self.history:
+        if self.history and self.rd.writable:
             plot_history(self.rd.read_history(), self.rd.file(PLOT),
                          title=f"{self.model.name}: {self.protocol.name}")
 
@@ -213,13 +216,28 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
             "protocol": stored.get("protocol", {}).get("name")}
 
 
+def describe_strategy(strategy):
+    """What config.json records of where a run trained (not part of its identity: a run may
+    resume under another strategy; the protocol's batch size is global either way)."""
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: wherever TensorFlow places ops
+        devices = []
+    return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
+            "devices": devices}
+
+
 def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
                  deterministic=False, restart=False, interpolation="nearest",
-                 augment_backend="imgaug", strategy=None, init_from=None, log=print):
+                 augment_backend="imgaug", strategy=None, sync_batch_norm=False,
+                 init_from=None, log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
     ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
-    strategy whose scope builds the model and optimizers (default: the current one).
+    strategy (``tinynet.training.distribute.make_strategy``) whose scope builds the model,
+    optimizers and metrics and runs ``fit``; each stage's batch size is the global batch, split
+    across its replicas. ``sync_batch_norm``: BatchNormalization statistics over the global
+    batch. Under multi-worker only the chief writes ``run_dir``; every worker resumes from it.
     ``init_from``: a finished run directory whose final checkpoint (same model) starts this
     run, recorded as its parent in config.json. Returns the finished model. Raises
     ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
@@ -228,7 +246,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     model_kwargs = dict(model_kwargs or {})
     configure_determinism(seed, deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
-    rd = RunDirectory(run_dir)
+    chief = is_chief(strategy)
+    rd = RunDirectory(run_dir) if chief else ReaderRunDirectory(run_dir)
     # what must match for a run directory to be resumed: the dataset by its registry name and
     # the arguments that choose the data (not where it is read from), e.g. CIFAR's split
     identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
@@ -247,12 +266,21 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
     mean, std = data.normalization(protocol.normalize)
-    resuming = rd.has_run()
+    # a worker does not wait for the chief to clear the folder: --restart means a fresh start
+    resuming = rd.has_run() and not (restart and not chief)
     if resuming:
         _check_same_run(rd.read_config(), identity, run_dir)
 
     with strategy.scope():
         model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
+    if sync_batch_norm:
+        log(f"--sync-bn: {synchronize_batch_norm(model)} BatchNormalization layers use the "
+            f"global batch's statistics")
+    prepare_model(model, strategy)
+    placement = describe_strategy(strategy)
+    if resuming and rd.read_config().get("distribution", placement) != placement:
+        log(f"note: {run_dir} trained so far with {rd.read_config()['distribution']}; it "
+            f"continues with {placement}")
     run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend)
     owner = None  # the stage whose optimizer the model holds
 
@@ -265,7 +293,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             model.optimizer = optimizer
         return model.optimizer
 
-    found = rd.latest_checkpoint(log)
+    found = None if restart and not chief else rd.latest_checkpoint(log)
+    # decided before training, so that every multi-worker member saves (or not) alike
+    save_final = not (found and tio.exists(rd.file(FINAL_MODEL)))
     if found:
         path, meta, arrays = found
         stage_index = run.plan[min(meta["completed_epochs"], protocol.total_epochs) - 1].stage_index
@@ -291,7 +321,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                 identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
                 input_mean=None if mean is None else [float(m) for m in mean],
                 input_std=None if std is None else [float(v) for v in std],
-                parent=parent, **provenance()))
+                parent=parent, distribution=placement, **provenance()))
 
     while run.completed < protocol.total_epochs:
         first = run.completed
@@ -303,17 +333,22 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             log(f"stage {p.stage_index + 1} starts from the best weights of stage "
                 f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
                 f"{run.stage_best[p.stage_index - 1][0]:.4f})")
-        session.compile(model, use_optimizer_of(p.stage_index))
+        with strategy.scope():
+            session.compile(model, use_optimizer_of(p.stage_index))
         train, val = session.datasets(first, end)
-        run.callbacks = session.callbacks(first, run.on_epoch)
-        model.fit(train, epochs=end, initial_epoch=first, steps_per_epoch=p.steps,
-                  validation_data=val, callbacks=run.callbacks, shuffle=False, verbose=0)
+        # the replicas' BN statistics agree before validation and the checkpoint
+        run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1
+                         else []) + session.callbacks(first, run.on_epoch)
+        with strategy.scope():
+            model.fit(distribute_input(train, strategy), epochs=end, initial_epoch=first,
+                      steps_per_epoch=p.steps, validation_data=distribute_input(val, strategy),
+                      callbacks=run.callbacks, shuffle=False, verbose=0)
         if run.completed != end:
             raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
                                f"{end} epochs")
         run.plot()
 
-    if not tio.exists(rd.file(FINAL_MODEL)):
+    if save_final:
         rd.save_model(model, FINAL_MODEL)
     run.write_state("complete")
     run.plot()
