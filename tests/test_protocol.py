@@ -90,3 +90,21 @@ def test_impossible_mixup_and_plateau_are_refused():
         Protocol("x", (Stage("a", 32, 8, 1, mixup=Mixup(per="batches")),), {"name": "adam"})
     with pytest.raises(TinynetError, match=r"factor must be in \(0, 1\)"):
         Plateau(factor=1.5, patience=5, min_lr=0)
+
+
+def test_a_protocol_may_carry_its_own_normalisation_statistics():
+    import json
+
+    import numpy as np
+
+    from tinynet.data.datasets import TrainData
+    from tinynet.training.protocol import Stage
+    stats = {"mean": [0.5, 0.4, 0.3], "std": [0.25, 0.2, 0.3]}
+    p = Protocol("x", (Stage("a", 32, 8, 1),), {"name": "adam"}, normalize=stats)
+    assert Protocol.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    mean, std = TrainData.normalization(None, stats)
+    assert mean.dtype == np.float32 and list(std) == pytest.approx(stats["std"])
+    for bad in ({"mean": [0.5, 0.4], "std": [0.2, 0.2, 0.2]}, {"mean": [0, 0, 0], "std": [0, 1, 1]},
+                {"mean": [0, 0, 0]}, "mean_stdev"):
+        with pytest.raises(TinynetError, match="normalize must be one of"):
+            Protocol("x", (Stage("a", 32, 8, 1),), {"name": "adam"}, normalize=bad)

@@ -14,16 +14,19 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from tinynet.augment.recipes import build_recipe
+from tinynet.augment.recipes import build_recipe, get_recipe
 
 
 class ImgaugAugment:
-    """``ImgaugAugment(recipe)(images_uint8, labels, key_int64[3]) -> (images_uint8, labels)``
-    for tf.data (the augmentation contract; imgaug recipes leave labels as they are)."""
+    """``ImgaugAugment(recipe)(images, labels, key_int64[3]) -> (images, labels)`` for tf.data
+    (the augmentation contract; imgaug recipes leave labels as they are). Images are uint8,
+    or the normalised float32 batch for a recipe that runs ``on_normalized``; the output keeps
+    the input's dtype."""
 
     def __init__(self, recipe):
         self.recipe = recipe
         build_recipe(recipe)  # fail now, not inside tf.data, on an unknown name
+        self.on_normalized = get_recipe(recipe).on_normalized
         self._local = threading.local()
         self._lock = threading.Lock()
         self.calls = 0  # Python calls made (one per batch); read by tests and benchmarks
@@ -36,16 +39,17 @@ class ImgaugAugment:
         return aug
 
     def augment_numpy(self, images, key):
-        """Augments a uint8 NHWC batch with randomness seeded by ``key`` (e.g. seed, epoch, step)."""
+        """Augments an NHWC batch with randomness seeded by ``key`` (e.g. seed, epoch, step)."""
         with self._lock:
             self.calls += 1
         aug = self._augmenter()
         entropy = np.random.SeedSequence([int(k) for k in np.asarray(key).ravel()])
         aug.seed_(int(entropy.generate_state(1, np.uint32)[0]))
-        out = aug(images=np.asarray(images))
-        return np.ascontiguousarray(np.asarray(out, dtype=np.uint8))
+        images = np.asarray(images)
+        out = aug(images=images)
+        return np.ascontiguousarray(np.asarray(out, dtype=images.dtype))
 
     def __call__(self, images, labels, key):
-        out = tf.numpy_function(self.augment_numpy, [images, key], tf.uint8, stateful=False)
+        out = tf.numpy_function(self.augment_numpy, [images, key], images.dtype, stateful=False)
         out.set_shape(images.shape)
         return out, labels

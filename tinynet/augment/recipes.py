@@ -29,6 +29,10 @@ Backends live in a registry (``tinynet.augment.backends``); imgaug is the one to
 - ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004; torchvision's ``RandomCrop(32,
   padding=4)`` + ``RandomHorizontalFlip``): pad 4 pixels with zeros, a random 32x32 crop,
   horizontal flip with probability 0.5. Input size 32.
+- ``cifar_crop_flip_mean_border`` (Multi-ResNet, seed 003, which is fb.resnet.torch's CIFAR
+  augmentation): the same crop and flip on the **normalised** images, as the original
+  normalised first, so the 4-pixel border is 0 after normalisation, i.e. the mean colour, not
+  black. ``on_normalized``: the pipeline normalises before it runs the recipe (float images).
 - ``flip`` (seed 000): horizontal flip with probability 0.5.
 """
 import dataclasses
@@ -43,14 +47,15 @@ class Recipe:
     build: object  # () -> imgaug augmenter
     input_size: int | None = None  # the image size the recipe expects (None: any)
     paper: str = ""
+    on_normalized: bool = False  # runs on the normalised float images, not the uint8 ones
 
 
 _RECIPES = {}
 
 
-def register_recipe(input_size=None, paper=""):
+def register_recipe(input_size=None, paper="", on_normalized=False):
     def decorate(fn):
-        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, input_size, paper)
+        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, input_size, paper, on_normalized)
         return fn
     return decorate
 
@@ -140,6 +145,12 @@ def cifar_crop_flip():
         iaa.CropToFixedSize(width=32, height=32),
         iaa.Fliplr(0.5),
     ])
+
+
+@register_recipe(input_size=32, paper="fb.resnet.torch CIFAR protocol (seed 003)",
+                 on_normalized=True)
+def cifar_crop_flip_mean_border():
+    return cifar_crop_flip()  # (pad value 0 on normalised images: the mean colour)
 
 
 @register_recipe(paper="seed 000")

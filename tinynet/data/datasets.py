@@ -50,9 +50,13 @@ class TrainData:
         return len(self.class_names)
 
     def normalization(self, kind):
-        """``(mean, std)`` arrays for ``Protocol.normalize`` (None, "mean" or "mean_std")."""
+        """``(mean, std)`` arrays for ``Protocol.normalize``: None, "mean", "mean_std" (the
+        dataset's published statistics) or ``{"mean": [...], "std": [...]}`` (a protocol's
+        own, on the [0, 1] scale)."""
         if kind is None:
             return None, None
+        if isinstance(kind, dict):
+            return np.asarray(kind["mean"], np.float32), np.asarray(kind["std"], np.float32)
         if kind == "mean":
             return self.train.channel_mean(), None
         if kind == "mean_std":

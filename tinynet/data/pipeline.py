@@ -132,8 +132,9 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
     or ``(x - mean) / std`` with a per-channel ``mean`` (and ``std``) given.
 
     ``sample_offset`` is the stream position where ``first_epoch`` starts. The augmentation
-    contract: ``augment`` (a recipe on uint8 images) and ``batch_transform`` (on the normalised
-    float images, e.g. mixup) are each called once per batch as ``fn(images, labels, key)``
+    contract: ``augment`` (a recipe on uint8 images, or on the normalised float images when it
+    says ``on_normalized``) and ``batch_transform`` (on the normalised float images, e.g.
+    mixup) are each called once per batch as ``fn(images, labels, key)``
     with ``key`` = int64 ``[seed, epoch, step]`` and return ``(images, labels)``; images keep
     their shape, labels may change form (mixup's soft targets).
     """
@@ -148,9 +149,12 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
     def load(batch_idx, key):
         images, labels = source(batch_idx)
         images = resize_batch(images, resolution, interpolation)
-        if augment is not None:
-            images, labels = augment(images, labels, key)
-        x = normalize(images, mean, std)
+        if augment is not None and getattr(augment, "on_normalized", False):
+            x, labels = augment(normalize(images, mean, std), labels, key)
+        else:
+            if augment is not None:
+                images, labels = augment(images, labels, key)
+            x = normalize(images, mean, std)
         if batch_transform is not None:
             x, labels = batch_transform(x, labels, key)
         return x, labels

@@ -26,6 +26,17 @@ LOSSES = ("crossentropy",)
 NORMALIZATIONS = (None, "mean", "mean_std")
 
 
+def _explicit_statistics(value):
+    """Whether ``value`` is ``{"mean": [3 numbers], "std": [3 positive numbers]}``."""
+    try:
+        return (isinstance(value, dict) and set(value) == {"mean", "std"}
+                and len(value["mean"]) == 3 and len(value["std"]) == 3
+                and all(float(m) == float(m) for m in value["mean"])
+                and all(float(v) > 0 for v in value["std"]))
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixup:
     """Mixup as a batch transform (``tinynet.augment.mixup``): ``alpha`` of Beta(alpha, alpha),
@@ -70,8 +81,9 @@ class Protocol:
     val_resolution: int = 64
     eval_batch_size: int = 128
     # None: x / 255; "mean": minus the training set's per-channel mean (seed 001);
-    # "mean_std": (x / 255 - mean) / std with the dataset's published statistics (CIFAR)
-    normalize: str | None = None
+    # "mean_std": (x / 255 - mean) / std with the dataset's published statistics (CIFAR);
+    # {"mean": [r, g, b], "std": [r, g, b]} (on the [0, 1] scale): the protocol's own statistics
+    normalize: str | dict | None = None
 
     def __post_init__(self):
         if not self.stages:
@@ -101,9 +113,10 @@ class Protocol:
                     and s.mixup.per in ("batch", "sample")):
                 raise TinynetError(f"stage {s.name!r}: mixup needs a finite alpha >= 0 and per "
                                    f"'batch' or 'sample', got {s.mixup}")
-        if self.normalize not in NORMALIZATIONS:
+        if not (self.normalize in NORMALIZATIONS or _explicit_statistics(self.normalize)):
             raise TinynetError(f"protocol {self.name!r}: normalize must be one of "
-                               f"{NORMALIZATIONS}, not {self.normalize!r}")
+                               f"{NORMALIZATIONS} or {{'mean': [3 numbers], 'std': [3 positive "
+                               f"numbers]}}, not {self.normalize!r}")
         if self.stages[0].restart_from_best:
             raise TinynetError(f"the first stage ({self.stages[0].name!r}) has no stage before "
                                f"it to restart from")

@@ -1,0 +1,156 @@
+"""seed 003's Multi-ResNet experiment end to end at tiny scale on generated CIFAR: the code's
+protocol as data (normalise, then flip and crop with mean-colour borders), the test errors the
+original reported, the same run split over two logical devices and under MirroredStrategy, and
+a mirrored run killed with SIGKILL that resumes bit-identically."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_script, run_script_and_kill
+from test_protocol import load_script
+
+SCRIPT = "multi_resnet_cifar.py"
+EPOCHS = 3  # --quick: 164 epochs x 3/164
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_script("multi_resnet_cifar")
+
+
+def test_protocol_is_the_codes(script):
+    from tinynet.training.lr import StepDecay
+    p = script.protocol()
+    (stage,) = p.stages
+    assert (stage.epochs, stage.batch_size, stage.resolution, stage.augment) == (
+        164, 128, 32, "cifar_crop_flip_mean_border")
+    assert stage.lr == StepDecay(0.1, (80, 121), 0.1)
+    assert [stage.lr.value(e, 0, 390) for e in (0, 79, 80, 120, 121, 163)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert p.optimizer == {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9,
+                           "nesterov": True, "weight_decay": 1e-4,
+                           "weight_decay_mode": "coupled"}
+    assert p.normalize["mean"] == pytest.approx([125.3 / 255, 123.0 / 255, 113.9 / 255])
+    assert p.normalize["std"] == pytest.approx([63.0 / 255, 62.1 / 255, 66.7 / 255])
+    assert script.protocol("cifar100").normalize["std"] == pytest.approx(
+        [68.2 / 255, 65.4 / 255, 70.4 / 255])
+    assert p.steps_of(stage, 50_000) == 390
+    # --epochs 200 (the paper) keeps the code's fixed steps
+    assert script.protocol(epochs=200).stages[0].lr.milestones == (80, 121)
+
+
+def test_mean_border_recipe_pads_with_the_mean_colour():
+    """On normalised images the recipe's padding is 0, i.e. exactly the mean colour."""
+    import tensorflow as tf
+
+    from tinynet.augment import get_augmenter
+    from tinynet.data.pipeline import normalize
+    mean, std = np.array([0.4, 0.5, 0.6], np.float32), np.array([0.2, 0.25, 0.3], np.float32)
+    augment = get_augmenter("cifar_crop_flip_mean_border")
+    assert augment.on_normalized and not get_augmenter("cifar_crop_flip").on_normalized
+    images = tf.fill([16, 32, 32, 3], tf.constant(200, tf.uint8))
+    x, _ = augment(normalize(images, mean, std), tf.zeros([16], tf.int32),
+                   tf.constant([0, 0, 0], tf.int64))
+    x = x.numpy()
+    inside = (200 / 255 - mean) / std
+    border = np.all(x == 0, axis=-1)
+    assert border.any() and np.allclose(x[~border], np.broadcast_to(inside, x.shape)[~border])
+    assert x.dtype == np.float32 and x.shape == (16, 32, 32, 3)
+
+
+def tiny(data_dir, run_dir, *extra):
+    return ["--quick", "--data-dir", data_dir, "--run-dir", run_dir, *extra]
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The --quick run on one device, split over two logical CPUs, and mirrored over two."""
+    base = tmp_path_factory.mktemp("multi")
+    data_dir = base / "data"
+    out = {}
+    for name, extra in (("single", []), ("split", ["--model-parallel", "CPU:0,CPU:1"]),
+                        ("mirrored", ["--strategy", "mirrored", "--devices", "2"])):
+        proc = run_script(SCRIPT, *tiny(data_dir, base / name, "--deterministic", *extra))
+        out[name] = (base / name, proc.stdout)
+    return data_dir, out
+
+
+def test_quick_run_end_to_end(runs):
+    _, out = runs
+    run_dir, stdout = out["single"]
+    rows = history(run_dir)
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.01, 0.001])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "multi_resnet"
+    assert config["model_kwargs"] == {"block": "basic", "depth": 8, "k": 4, "width": 0.25}
+    assert config["dataset"]["name"] == "synthetic-cifar10"
+    assert config["input_std"] == pytest.approx([63.0 / 255, 62.1 / 255, 66.7 / 255])
+    errors = json.loads((run_dir / "test_errors.json").read_text())
+    accuracy = [float(r["val_accuracy"]) for r in rows]
+    assert errors["test_is_validation"] and errors["published"] == 0.0928
+    assert errors["best_over_epochs_test_error"] == pytest.approx(1 - max(accuracy))
+    assert errors["final_epoch_test_error"] == pytest.approx(1 - accuracy[-1])
+    assert errors["best_epoch"] == int(np.argmax(accuracy)) + 1
+    assert "best over epochs test error" in stdout and "published 9.28%" in stdout
+
+
+def test_model_parallel_run_trains_as_the_single_device_run(runs):
+    """Same weights and data; only the order of each block's additions differs."""
+    _, out = runs
+    split_dir, _ = out["split"]
+    config = json.loads((split_dir / "config.json").read_text())
+    assert config["model_kwargs"]["devices"] == ["/device:CPU:0", "/device:CPU:1"]
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose([float(r[column]) for r in history(split_dir)],
+                                   [float(r[column]) for r in history(out["single"][0])],
+                                   rtol=1e-3, err_msg=column)
+    # the saved split model loads in a fresh process, which has one CPU device: it keeps its
+    # devices and computes on one device with a warning
+    code = ("import numpy as np, keras, tinynet; m = keras.models.load_model("
+            f"{str(split_dir / 'final_model.keras')!r}); "
+            "print(m.get_layer('stage1_block1').devices, "
+            "m(np.zeros((1, 32, 32, 3), 'float32')).shape)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "['/device:CPU:0', '/device:CPU:1'] (1, 10)" in proc.stdout
+    assert "not present; computing on one device" in proc.stderr
+
+
+def test_mirrored_run_records_its_replicas(runs):
+    _, out = runs
+    run_dir, stdout = out["mirrored"]
+    assert "strategy mirrored: 2 replica(s)" in stdout
+    assert json.loads((run_dir / "config.json").read_text())["distribution"]["replicas"] == 2
+    losses = [float(r["loss"]) for r in history(run_dir)]
+    assert all(np.isfinite(losses)) and (run_dir / "test_errors.json").exists()
+
+
+@pytest.mark.slow
+def test_mirrored_sigkill_then_resume_is_bit_identical(runs, tmp_path):
+    data_dir, out = runs
+    ref_dir, _ = out["mirrored"]
+    run_dir = tmp_path / "run"
+    args = tiny(data_dir, run_dir, "--deterministic", "--strategy", "mirrored", "--devices", "2")
+    status = run_script_and_kill(SCRIPT, *args, run_dir=run_dir, after_epochs=1, delay=0.2)
+    assert status == -signal.SIGKILL
+    assert json.loads((run_dir / "state.json").read_text())["completed_epochs"] < EPOCHS
+    proc = run_script(SCRIPT, *args)
+    assert "resuming" in proc.stdout
+    assert history(run_dir) and [r["loss"] for r in history(run_dir)] == [
+        r["loss"] for r in history(ref_dir)]
+    name = f"ckpt-{EPOCHS:05d}.npz"
+    with np.load(ref_dir / "checkpoints" / name) as a, np.load(run_dir / "checkpoints" / name) as b:
+        for key in a.files:
+            if key != "meta":
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
