@@ -151,6 +151,8 @@ def main(argv=None):
     model_kwargs = {"block": block, "depth": depth, "k": k}
     if args.shortcut:
         model_kwargs["shortcut"] = args.shortcut
+    from tinynet.models.multi_resnet import check_configuration
+    check_configuration(**model_kwargs)  # before any data is downloaded
     dataset = args.dataset.replace("synthetic-", "")
     published = PUBLISHED.get((block, depth, k), {}).get(dataset)
     run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs)

@@ -154,3 +154,12 @@ def test_mirrored_sigkill_then_resume_is_bit_identical(runs, tmp_path):
         for key in a.files:
             if key != "meta":
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_impossible_depth_is_one_line_before_any_data(tmp_path):
+    proc = run_script(SCRIPT, "--block", "basic", "--depth", "30", "--data-dir", tmp_path / "none",
+                      "--run-dir", tmp_path / "run", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: depth 30 is not 6n+2 (basic blocks); nearest valid depths: 26 and 32")
+    assert not (tmp_path / "none").exists() and not (tmp_path / "run").exists()

@@ -6,6 +6,7 @@
     python tools/benchmark.py pipeline                   # input pipeline images/s per recipe
     python tools/benchmark.py resnet                     # ResNet speed-ups: fused BN, XLA, NCHW, SD
     python tools/benchmark.py cifar                      # seed 004's Table 1 rows: epoch time on CIFAR-10
+    python tools/benchmark.py parallel                   # seed 003's Table V: model vs data parallel
 
 ``train`` measures training throughput (images/s) of registered models: ``model.fit`` on
 in-memory random batches (so the input pipeline is not what is measured), Adam, the first
@@ -62,19 +63,37 @@ def record(section, table, notes):
         f.write(text.rstrip("\n") + "\n")
 
 
-def train_throughput(name, batch_size, resolution, steps, warmup, width, num_classes=200,
-                     jit_compile=False, **model_kwargs):
+def build_for_training(name, width, num_classes=200, jit_compile=False, strategy=None,
+                       **model_kwargs):
+    """Registered model ``name`` compiled with Adam, built (and to be trained) in ``strategy``'s
+    scope when one is given."""
+    import contextlib
+
+    import keras
+
+    from tinynet.models import get_model
+    from tinynet.training.distribute import prepare_model
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model = get_model(name, num_classes=num_classes, width=width, **model_kwargs)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
+                      jit_compile=jit_compile)
+    if strategy:
+        prepare_model(model, strategy)
+    return model
+
+
+def measure_training(model, batch_size, resolution, steps, warmup, num_classes, strategy=None):
+    """Training images/s of ``model`` on random in-memory batches (the first ``warmup`` steps,
+    tracing included, not timed)."""
+    import contextlib
+
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from tinynet.models import get_model
-
-    keras.utils.set_random_seed(0)
-    model = get_model(name, num_classes=num_classes, width=width, **model_kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
-                  jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     x = tf.constant(rng.random((batch_size, resolution, resolution, 3), np.float32))
     y = tf.constant(rng.integers(0, num_classes, batch_size).astype(np.int32))
@@ -89,9 +108,18 @@ def train_throughput(name, batch_size, resolution, steps, warmup, width, num_cla
             self.seconds = time.perf_counter() - self.start
 
     timer = Timer()
-    model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
-              shuffle=False)
-    return model.count_params(), steps * batch_size / timer.seconds
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        model.fit(data, steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[timer],
+                  shuffle=False)
+    return steps * batch_size / timer.seconds
+
+
+def train_throughput(name, batch_size, resolution, steps, warmup, width, num_classes=200,
+                     jit_compile=False, **model_kwargs):
+    """``(parameters, training images/s)`` of registered model ``name``."""
+    model = build_for_training(name, width, num_classes, jit_compile, **model_kwargs)
+    return model.count_params(), measure_training(model, batch_size, resolution, steps, warmup,
+                                                  num_classes)
 
 
 def cmd_train(args):
@@ -268,6 +296,64 @@ def cmd_pipeline(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
+# Table V of seed 003 (one K80 = two GPUs), ms per training step: data-parallel pre-resnet of
+# the same number of convolutions vs model-parallel multi-resnet 110. Batch 128: k=2 413 vs 462
+# ms (slower), k=6 10% faster (no absolute figure printed).
+TABLE_V = {(2, 32): (137, 136), (4, 32): (273, 238), (6, 32): (402, 341), (2, 128): (413, 462)}
+SAME_CONVS = {2: 218, 4: 434, 6: 650}  # pre-resnet depth with as many convs as multi-resnet 110
+
+
+def cmd_parallel(args):
+    """Seed 003's Table V on the devices at hand: ms per step of multi-resnet 110 split over
+    the devices (model parallel) against a pre-resnet of the same conv count replicated over
+    them (data parallel, MirroredStrategy), and the unsplit multi-resnet on one device."""
+    from tinynet.training.distribute import configure_devices, make_strategy
+
+    devices = configure_devices(args.devices)  # before TensorFlow starts: logical CPUs
+    mirrored = make_strategy("mirrored", devices, log=lambda line: None)
+    rows = []
+    for k in args.k:
+        def ms_per_step(depth, kk, strategy=None, split=None):
+            """{batch: ms per step} of one model, built once for every batch size."""
+            extra = {"devices": split} if split else {}
+            model = build_for_training("multi_resnet", args.width, 10, strategy=strategy,
+                                       depth=depth, k=kk, block="basic", **extra)
+            return {b: b / measure_training(model, b, 32, args.steps, args.warmup, 10,
+                                            strategy) * 1000 for b in args.batch_sizes}
+
+        data_parallel = ms_per_step(SAME_CONVS[k], 1, strategy=mirrored)
+        model_parallel = ms_per_step(110, k, split=devices)
+        one_device = ms_per_step(110, k)
+        for batch in args.batch_sizes:
+            paper = TABLE_V.get((k, batch))
+            rows.append((k, batch, f"pre-resnet {SAME_CONVS[k]}: {data_parallel[batch]:.0f}",
+                         f"{model_parallel[batch]:.0f}", f"{one_device[batch]:.0f}",
+                         f"{model_parallel[batch] / data_parallel[batch]:.2f}",
+                         f"{paper[0]} vs {paper[1]}" if paper else "-"))
+            print(f"k={k} batch {batch}: data parallel {data_parallel[batch]:.0f} ms, model "
+                  f"parallel {model_parallel[batch]:.0f} ms, one device {one_device[batch]:.0f} "
+                  f"ms", flush=True)
+    table = markdown_table(
+        ["k", "batch", "data parallel (mirrored) ms/step", "multi-resnet 110 model parallel",
+         "multi-resnet 110 one device", "model / data parallel", "paper, K80 (data vs model)"],
+        rows)
+    print(table)
+    cpu_only = all("CPU" in d for d in devices)
+    note = (f"`python tools/benchmark.py parallel` on devices {', '.join(devices)} (width "
+            f"{args.width}, {args.steps} timed steps after {args.warmup}, Adam, random "
+            f"in-memory 32 px inputs). "
+            + ("These are logical CPU devices sharing the same cores: the figures show the "
+               "overhead of splitting and replicating, not a speed-up; the paper's comparison "
+               "needs two GPUs. " if cpu_only else "")
+            + "Model parallel: each block's k branches split over the devices "
+              "(tinynet.layers.multi_residual); data parallel: the global batch split over "
+              "replicas of a pre-resnet with as many convolutions.")
+    if args.record:
+        record(f"Model vs data parallelism (seed 003, Table V), {len(devices)} devices",
+               table, note)
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -300,13 +386,28 @@ def main(argv=None):
     pl = sub.add_parser("pipeline", help="input pipeline images/s, decode-only and per recipe")
     pl.add_argument("--batches", type=positive_int, default=10)
     pl.add_argument("--no-record", dest="record", action="store_false")
+    pa = sub.add_parser("parallel", help="seed 003's Table V: model- vs data-parallel ms/step")
+    pa.add_argument("--devices", default="2",
+                    help="GPU:0,GPU:1 or a count (logical CPU devices without GPUs)")
+    pa.add_argument("--k", type=positive_int, nargs="+", default=[2, 4, 6])
+    pa.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[32, 128])
+    pa.add_argument("--steps", type=positive_int, default=5)
+    pa.add_argument("--warmup", type=positive_int, default=2)
+    pa.add_argument("--width", type=float, default=1.0)
+    pa.add_argument("--no-record", dest="record", action="store_false")
     args = parser.parse_args(argv)
+    if args.command == "parallel":
+        from tinynet.training.distribute import parse_devices
+        args.devices = parse_devices(args.devices)
+        unknown = sorted(set(args.k) - set(SAME_CONVS))
+        if unknown:
+            parser.error(f"--k {unknown}: Table V has k = 2, 4, 6")
     from tinynet.models import list_models
     unknown = set(getattr(args, "models", [])) - set(list_models())
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
     {"train": cmd_train, "quick": cmd_quick, "pipeline": cmd_pipeline,
-     "resnet": cmd_resnet, "cifar": cmd_cifar}[args.command](args)
+     "resnet": cmd_resnet, "cifar": cmd_cifar, "parallel": cmd_parallel}[args.command](args)
 
 
 if __name__ == "__main__":

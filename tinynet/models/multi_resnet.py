@@ -201,7 +201,11 @@ def _nearest_depths(depth, step):
     return f"nearest valid depths: {candidates[0]} and {candidates[1]}"
 
 
-def _check(depth, k, block, shortcut, width, num_classes, input_shape):
+def check_configuration(depth, k, block="basic", shortcut=None, width=1.0, num_classes=10,
+                        input_shape=(32, 32, 3)):
+    """Raises ``TinynetError`` naming the problem (and, for a depth, the nearest valid ones)
+    unless the builder can build this configuration; command lines call it before loading
+    any data."""
     if block not in BLOCKS:
         raise TinynetError(f"unknown block type {block!r}; expected one of "
                            f"{', '.join(map(repr, BLOCKS))}")
@@ -242,7 +246,7 @@ def build_multi_resnet(depth, k, block="basic", shortcut=None, input_shape=(32, 
     every block's branches over those devices (model parallelism).
     """
     input_shape = tuple(input_shape)
-    _check(depth, k, block, shortcut, width, num_classes, input_shape)
+    check_configuration(depth, k, block, shortcut, width, num_classes, input_shape)
     n = (depth - 2) // BLOCKS[block]
     base = max(1, int(round(16 * width)))
     if block == "basic":
