@@ -98,15 +98,18 @@ def protocol(dataset="cifar10", epochs=EPOCHS):
                                    gamma=0.1)),))
 
 
-def test_errors(run_dir, published=None, log=print):
+def test_errors(run_dir, published=None, differences=(), log=print):
     """``test_errors.json``: the original's best-over-epochs test error (when the test set is
-    the validation set), the final epoch's, and the best-validation model's otherwise."""
+    the validation set), the final epoch's, and the best-validation model's otherwise, beside
+    the paper's figure for the configuration; ``differences`` lists what keeps this run from
+    being the paper's (generated data, a width multiplier, ...)."""
     from tinynet import io as tio
     from tinynet.training.rundir import RunDirectory
 
     rd = RunDirectory(run_dir)
     on_test = not rd.read_config()["dataset_spec"]["args"].get("val_split")
-    result = {"test_is_validation": on_test, "published": published}
+    result = {"test_is_validation": on_test, "published": published,
+              "differs_from_paper": list(differences)}
     if on_test:  # the history's validation columns are the test set's
         accuracy = rd.read_history()["val_accuracy"]
         result["best_over_epochs_test_error"] = float(1 - accuracy.max())
@@ -120,7 +123,10 @@ def test_errors(run_dir, published=None, log=print):
     tio.write_json_atomic(tio.join(run_dir, "test_errors.json"), result)
     parts = [f"{key.replace('_', ' ')} {value:.2%}" for key, value in result.items()
              if key.endswith("test_error")]
-    log("test: " + ", ".join(parts) + (f"; published {published:.2%}" if published else ""))
+    if published:
+        parts.append(f"published {published:.2%}" + (
+            f" (not comparable: {', '.join(differences)})" if differences else ""))
+    log("test: " + ", ".join(parts))
     return result
 
 
@@ -155,8 +161,14 @@ def main(argv=None):
     check_configuration(**model_kwargs)  # before any data is downloaded
     dataset = args.dataset.replace("synthetic-", "")
     published = PUBLISHED.get((block, depth, k), {}).get(dataset)
+    differences = [what for what, differs in (
+        ("generated data", args.dataset.startswith("synthetic")),
+        (f"width {args.width:g}", args.width != 1.0),
+        (f"shortcut {args.shortcut}", (args.shortcut or "A") != "A" and block == "basic"),
+        (f"{args.epochs_scale:g} x epochs", args.epochs_scale != 1.0),
+        ("--steps-per-epoch", args.steps_per_epoch is not None)) if differs]
     run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs)
-    test_errors(args.run_dir, published, lambda line: print(line, flush=True))
+    test_errors(args.run_dir, published, differences, lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

@@ -328,3 +328,21 @@ def test_split_validation_zero_means_validate_on_test_and_bad_values_are_refused
     np.testing.assert_array_equal(train, np.arange(100))
     for bad in (-1, 100, 101, 2.5, True):
         assert "0 (validate on the test set) to 99" in _error(cifar.split_validation, 100, bad, 1)
+
+
+def test_a_generated_set_made_meanwhile_by_another_process_is_kept(tmp_path):
+    """Two workers of a cluster generating the same data at once: the second rename finds the
+    first's complete copy, keeps it and leaves no temporary folder."""
+    from tinynet.data.synthetic import MARKER, _built_in_place, _cifar_spec, write_synthetic_cifar
+    root = str(tmp_path / "synthetic-cifar10")
+    kw = dict(num_classes=3, train_per_class=5, test_per_class=2)
+    with _built_in_place(root, _cifar_spec("cifar10", seed=0, **kw)) as tmp:
+        write_synthetic_cifar(root, "cifar10", **kw)  # the other process finishes first
+        with open(os.path.join(tmp, "data_batch_1"), "wb") as f:
+            f.write(b"ours")
+    assert sorted(os.listdir(tmp_path)) == ["synthetic-cifar10"]
+    assert cifar.load(root, "cifar10").train_images.shape[0] == 15
+    with pytest.raises(OSError):  # a different dataset at the same place is not "the same"
+        with _built_in_place(root, _cifar_spec("cifar10", seed=1, **kw)):
+            pass
+    assert os.path.exists(os.path.join(root, MARKER))

@@ -309,13 +309,26 @@ for tag, kw in (("basic", dict(depth=8, k=5)), ("bottleneck", dict(depth=11, k=3
                 adds.setdefault(m.group(1), []).append(op.device)
             if op.type in ("Conv2D", "ConcatV2") and "_shortcut" in op.name:
                 shortcut.add(op.device)
+        def gradients(model):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(model(x, training=True) ** 2)
+            return tape.gradient(loss, model.trainable_weights)
+
+        grad_diff = max(float(np.max(np.abs(a - b)))
+                        for a, b in zip(gradients(unsplit), gradients(split)))
+        # the backward pass is split too: each share's gradient convolutions on its device
+        step = tf.function(gradients).get_concrete_function(split)
+        backward = {}
+        for op in step.graph.get_operations():
+            if op.type in ("Conv2DBackpropFilter", "Conv2DBackpropInput"):
+                backward[op.device] = backward.get(op.device, 0) + 1
         shares = split_branches(kw["k"], n)
         expected = {}
         for d, size in enumerate(shares):
             for b in range(sum(shares[:d]) + 1, sum(shares[:d + 1]) + 1):
                 expected[b] = "/device:CPU:%d" % d
         report["%s_%d" % (tag, n)] = dict(
-            diffs=diffs, blocks=len(adds),
+            diffs=diffs, grad_diff=grad_diff, backward=backward, blocks=len(adds),
             convs_ok=all(devs == {expected[b]} for (blk, b), devs in convs.items()),
             n_convs=len(convs), adds=sorted(set(map(tuple, adds.values()))),
             shortcut=sorted(shortcut))
@@ -416,6 +429,13 @@ def test_model_parallel_split_placement_fallback_and_saving(device_process):
                         + ["/device:CPU:0"] * (len(shares) - 1))
             assert r["adds"] == [expected], (tag, n, r["adds"])  # the same in every block
             assert r["shortcut"] == ["/device:CPU:0"]
+            # the backward pass: the same gradients, each share's on its device (a filter
+            # and an input gradient per branch convolution)
+            assert r["grad_diff"] < 1e-5, (tag, n, r["grad_diff"])
+            convs = {"basic": 2, "bottleneck": 3}[tag]
+            for d in range(1, n):
+                assert r["backward"][f"/device:CPU:{d}"] == shares[d] * convs * n_blocks * 2
+            assert r["backward"]["/device:CPU:0"] >= shares[0] * convs * n_blocks * 2
     fallback = report["fallback"]
     assert fallback["count"] == fallback["blocks"] == 3  # once per layer, not per call
     assert len(fallback["messages"]) == 3

@@ -137,8 +137,9 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
 
 def resolve_quick(args, experiment, preset=QuickPreset()):
     """Fills flags left unset from the ``--quick`` preset (explicit flags always win), and
-    makes the logical devices the device flags name: TensorFlow accepts them only before it
-    starts, and loading data may start it."""
+    makes the logical devices and the strategy the device flags name: TensorFlow accepts
+    logical devices and the multi-worker and TPU runtimes only before it starts, and loading
+    data may start it."""
     from tinynet.data.datasets import ALIASES, SYNTHETIC_OF, default_data_dir
     from tinynet.training.distribute import configure_devices, parse_devices
 
@@ -158,6 +159,10 @@ def resolve_quick(args, experiment, preset=QuickPreset()):
     for flag in ("devices", "model_parallel"):
         if getattr(args, flag, None):
             configure_devices(parse_devices(getattr(args, flag)))
+    if getattr(args, "strategy", "default") != "default":  # (placement() gets the same one)
+        from tinynet.training.distribute import make_strategy
+        make_strategy(args.strategy, parse_devices(args.devices) if args.devices else None,
+                      log=lambda line: print(line, flush=True))
     return args
 
 
@@ -233,13 +238,12 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
         raise TinynetError(f"--width does not apply to {model_name}: it has no width multiplier")
     if args.data_format:
         model_kwargs["data_format"] = args.data_format
-    if split:
-        model_kwargs["devices"] = split
     model = run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
                          run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
                          restart=args.restart, interpolation=args.interpolation,
                          augment_backend=args.augment_backend, init_from=init_from,
                          strategy=strategy, sync_batch_norm=args.sync_bn,
+                         model_parallel=split,
                          log=lambda line: print(line, flush=True))
     from tinynet.training.distribute import is_chief
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)

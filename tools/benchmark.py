@@ -399,6 +399,8 @@ def main(argv=None):
     if args.command == "parallel":
         from tinynet.training.distribute import parse_devices
         args.devices = parse_devices(args.devices)
+        if (args.devices if isinstance(args.devices, int) else len(args.devices)) < 2:
+            parser.error("--devices: model and data parallelism need at least two devices")
         unknown = sorted(set(args.k) - set(SAME_CONVS))
         if unknown:
             parser.error(f"--k {unknown}: Table V has k = 2, 4, 6")

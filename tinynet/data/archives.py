@@ -23,9 +23,11 @@ def one_line(error):
 
 
 def download(url, dest, by_hand):
-    """Downloads ``url`` to ``dest`` through a ``.part`` file; a failure raises TinynetError
-    ending with ``by_hand``, which says where to put the file instead."""
-    part = dest + ".part"
+    """Downloads ``url`` to ``dest`` through a ``.part`` file of its own (several processes,
+    e.g. the workers of one cluster, may download at once; the last complete copy wins); a
+    failure raises TinynetError ending with ``by_hand``, which says where to put the file
+    instead."""
+    part = f"{dest}.{os.getpid()}.part"
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)

@@ -21,6 +21,7 @@ import os
 import pickle
 import shutil
 import tarfile
+import tempfile
 import zlib
 
 import numpy as np
@@ -205,9 +206,9 @@ def prepare(data_dir, name, allow_download=True, url=None, md5=None):
 
 def _extract_into_place(spec, archive, data_dir, url):
     # Extract beside the target and rename when complete: a kill mid-extraction must not
-    # leave a folder that looks like the dataset but lacks batches.
-    partial = os.path.join(data_dir, f".{spec.folder}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
+    # leave a folder that looks like the dataset but lacks batches. Each process extracts into
+    # its own folder; if another finished first (a cluster's workers), its copy is kept.
+    partial = tempfile.mkdtemp(prefix=f".{spec.folder}.partial-", dir=data_dir)
     try:
         safe_extract(archive, partial, url)
         extracted = os.path.join(partial, spec.folder)
@@ -216,7 +217,11 @@ def _extract_into_place(spec, archive, data_dir, url):
             raise TinynetError(f"{archive} lacks {spec.folder}/{missing[0]}: it is not "
                                f"{spec.title}; delete it and download it again from {url}")
         root = os.path.join(data_dir, spec.folder)
-        os.rename(extracted, root)
+        try:
+            os.rename(extracted, root)
+        except OSError:
+            if _find_root(data_dir, spec) != root:
+                raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return root

@@ -43,11 +43,21 @@ def _render(cls, patterns, size, rng):
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
+def _read_marker(root):
+    """The spec a generated dataset at ``root`` was made with, or None."""
+    try:
+        with open(os.path.join(root, MARKER)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def _built_in_place(root, spec):
     """Yields a temporary sibling folder of ``root`` to write a dataset into; when the block
     completes, adds the spec marker and renames the folder to ``root``, so an interrupted
-    generation never leaves a half-written dataset that looks complete."""
+    generation never leaves a half-written dataset that looks complete. When another process
+    (a multi-worker cluster's other member) made the same dataset first, its copy is kept."""
     parent = os.path.dirname(os.path.abspath(root))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".synthetic-", dir=parent)
@@ -55,7 +65,12 @@ def _built_in_place(root, spec):
         yield tmp
         with open(os.path.join(tmp, MARKER), "w") as f:
             json.dump(spec, f, indent=2, sort_keys=True)
-        os.rename(tmp, root)
+        try:
+            os.rename(tmp, root)
+        except OSError:
+            if _read_marker(root) != json.loads(json.dumps(spec)):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)  # made meanwhile by another process
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

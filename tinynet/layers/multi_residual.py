@@ -71,6 +71,32 @@ def split_branches(k, num_devices):
     return [base] * (num_devices - extra) + [base + 1] * extra
 
 
+def _on_device(device, fn, x):
+    """``fn(x)`` computed on ``device``, its backward pass too.
+
+    ``tf.device`` places only the ops created under it: TensorFlow's gradient ops carry no
+    device (measured, TF 2.21), so without this the placer would run every share's backward
+    pass on the default device. The share is a ``tf.custom_gradient`` whose gradient, taken
+    from a tape of the forward pass, is computed under the same ``tf.device``."""
+    import tensorflow as tf
+
+    @tf.custom_gradient
+    def run(v):
+        with tf.device(device), tf.GradientTape() as tape:
+            tape.watch(v)
+            y = fn(v)
+
+        def grad(dy, variables=None):
+            variables = list(variables or ())
+            with tf.device(device):
+                grads = tape.gradient(y, [v] + variables, output_gradients=dy)
+            return grads[0], grads[1:]
+
+        return y, grad
+
+    return run(x)
+
+
 def zero_pad_shortcut(x, stride):
     """Type A shortcut (channels last): subsample by ``stride`` (Torch's
     ``SpatialAveragePooling(1, 1, s, s)``) and append as many zero channels
@@ -197,13 +223,14 @@ class MultiResidual(keras.layers.Layer):
         shares = split_branches(self.k, len(devices))
         partials, start = [], 0
         for device, size in zip(devices, shares):
-            with tf.device(device):
-                residuals = [b(x, training=training)
-                             for b in self.branches[start:start + size]]
-                if start == 0:  # the first device also computes the shortcut
-                    head = x if self.shortcut is None else self.shortcut(x, training=training)
+            def share(v, branches=self.branches[start:start + size], first=start == 0):
+                residuals = [b(v, training=training) for b in branches]
+                if first:  # the first device also computes the shortcut
+                    head = v if self.shortcut is None else self.shortcut(v, training=training)
                     residuals = [head] + residuals
-                partials.append(self._sum(residuals))
+                return self._sum(residuals)
+
+            partials.append(_on_device(device, share, x))
             start += size
         with tf.device(devices[0]):
             return self._sum(partials)

@@ -113,9 +113,13 @@ def stage_best_path(run_dir, stage_index):
 
 def save_stage_best(run_dir, model, stage_index):
     """The model's variables (not the optimizer's) as the best of stage ``stage_index``."""
-    arrays = dict(_variable_arrays("model", model.variables),
-                  paths=np.asarray(json.dumps([v.path for v in model.variables])))
-    _write_npz(stage_best_path(run_dir, stage_index), arrays)
+    _write_npz(stage_best_path(run_dir, stage_index), stage_best_arrays(model))
+
+
+def stage_best_arrays(model):
+    """What a stage-best file holds: the model's variables and their paths."""
+    return dict(_variable_arrays("model", model.variables),
+                paths=np.asarray(json.dumps([v.path for v in model.variables])))
 
 
 def load_stage_best(run_dir, model, stage_index):
@@ -126,13 +130,17 @@ def load_stage_best(run_dir, model, stage_index):
     except ValueError as e:
         raise TinynetError(f"cannot restart from the best weights of stage {stage_index + 1}: "
                            f"{e}; pass --restart to run the protocol again") from None
+    assign_stage_best(model, meta, arrays, path)
+    return path
+
+
+def assign_stage_best(model, meta, arrays, path):
     paths = json.loads(str(meta))
     if [_canonical(v.path) for v in model.variables] != [_canonical(p) for p in paths]:
         raise TinynetError(f"{path} does not match this model; pass --restart")
     for i, v in enumerate(model.variables):
         if "seed_generator" not in v.path:  # keep the random stream going, do not rewind it
             v.assign(arrays[f"model_{i:05d}"])
-    return path
 
 
 def read_checkpoint_arrays(path, meta_key="paths"):

@@ -161,7 +161,11 @@ def _multiworker_strategy():
         raise TinynetError('TF_CONFIG must be JSON like {"cluster": {"worker": ["host:port", '
                            '...]}, "task": {"type": "worker", "index": 0}}') from None
     _patch_multiworker_metrics()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as e:
+        raise TinynetError(f"the multi-worker strategy must be made before TensorFlow starts "
+                           f"({str(e).splitlines()[0]}); make it first thing") from None
 
 
 def _tpu_strategy():
@@ -268,16 +272,9 @@ def synchronize_batch_norm(model):
     return count
 
 
-def _all_layers(layer):
-    seen = []
-    stack = [layer]
-    while stack:
-        current = stack.pop()
-        if any(current is s for s in seen):
-            continue
-        seen.append(current)
-        stack.extend(current._flatten_layers(include_self=False, recursive=False))
-    return seen
+def _all_layers(model):
+    """Every layer of ``model``, nested ones included (each once)."""
+    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def distribute_input(dataset, strategy):

@@ -120,16 +120,35 @@ class ReaderRunDirectory(RunDirectory):
     chief's files (to resume from the same checkpoint) and writes nothing there. Saving a model
     still runs, into a temporary folder that is then deleted: it takes part in collective ops
     the chief runs at the same time, and a worker that skipped it would leave the chief
-    waiting (TensorFlow's multi-worker rule: every worker saves, only the chief keeps it)."""
+    waiting (TensorFlow's multi-worker rule: every worker saves, only the chief keeps it).
+    The best weights of a stage that a later stage restarts from are kept in memory: the chief
+    may not have written its file yet when the next stage starts (nothing synchronises the
+    workers between the end of one ``fit`` and the next); a file from an earlier session is
+    read as written."""
 
     writable = False
+
+    def __init__(self, path):
+        super().__init__(path)
+        self._stage_best = {}
 
     def _no_write(self, *args, **kwargs):
         return None
 
     clear = remove_temporary_files = write_config = write_state = write_history = _no_write
-    write_lr = save_checkpoint = save_stage_best = _no_write
+    write_lr = save_checkpoint = _no_write
 
     def save_model(self, model, name):
         with tempfile.TemporaryDirectory(prefix="tinynet-worker-") as scratch:
             model.save(os.path.join(scratch, os.path.basename(name)))
+
+    def save_stage_best(self, model, stage_index):
+        self._stage_best[stage_index] = checkpoint.stage_best_arrays(model)
+
+    def load_stage_best(self, model, stage_index):
+        if stage_index not in self._stage_best:
+            return super().load_stage_best(model, stage_index)
+        arrays = dict(self._stage_best[stage_index])
+        path = f"the best weights of stage {stage_index + 1} (in memory)"
+        checkpoint.assign_stage_best(model, arrays.pop("paths"), arrays, path)
+        return path

@@ -230,7 +230,7 @@ def describe_strategy(strategy):
 def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
                  deterministic=False, restart=False, interpolation="nearest",
                  augment_backend="imgaug", strategy=None, sync_batch_norm=False,
-                 init_from=None, log=print):
+                 model_parallel=None, init_from=None, log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
     ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
@@ -238,6 +238,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     optimizers and metrics and runs ``fit``; each stage's batch size is the global batch, split
     across its replicas. ``sync_batch_norm``: BatchNormalization statistics over the global
     batch. Under multi-worker only the chief writes ``run_dir``; every worker resumes from it.
+    ``model_parallel``: devices a model with parallel branches splits them over (its
+    ``devices`` argument); like the strategy, not part of the run's identity, so a run may
+    resume on other devices.
     ``init_from``: a finished run directory whose final checkpoint (same model) starts this
     run, recorded as its parent in config.json. Returns the finished model. Raises
     ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
@@ -271,13 +274,23 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     if resuming:
         _check_same_run(rd.read_config(), identity, run_dir)
 
+    replicas = strategy.num_replicas_in_sync
+    for stage in protocol.stages:
+        if stage.batch_size % replicas:
+            raise TinynetError(
+                f"stage {stage.name!r}: batch {stage.batch_size} does not split evenly over "
+                f"{replicas} replicas (Keras would average unequal shares' means, not the "
+                f"batch's); use a number of devices that divides it")
     with strategy.scope():
-        model = get_model(model_name, num_classes=data.num_classes, **model_kwargs)
+        model = get_model(model_name, num_classes=data.num_classes, **model_kwargs,
+                          **({"devices": list(model_parallel)} if model_parallel else {}))
     if sync_batch_norm:
-        log(f"--sync-bn: {synchronize_batch_norm(model)} BatchNormalization layers use the "
-            f"global batch's statistics")
+        count = synchronize_batch_norm(model)
+        log(f"--sync-bn: {count} BatchNormalization layers use the global batch's statistics"
+            if replicas > 1 else "--sync-bn: one replica, so nothing to synchronise")
     prepare_model(model, strategy)
-    placement = describe_strategy(strategy)
+    placement = dict(describe_strategy(strategy),
+                     model_parallel=list(model_parallel) if model_parallel else None)
     if resuming and rd.read_config().get("distribution", placement) != placement:
         log(f"note: {run_dir} trained so far with {rd.read_config()['distribution']}; it "
             f"continues with {placement}")
