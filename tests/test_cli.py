@@ -7,7 +7,8 @@ from conftest import run_script
 def test_help_lists_the_flags():
     proc = run_script("densenet_model1.py", "--help")
     for flag in ("--stages", "--data-dir", "--dataset", "--run-dir", "--epochs-scale",
-                 "--steps-per-epoch", "--width", "--seed", "--deterministic", "--restart", "--quick"):
+                 "--steps-per-epoch", "--width", "--seed", "--deterministic", "--restart", "--quick",
+                 "--strategy", "--devices", "--sync-bn", "--model-parallel"):
         assert flag in proc.stdout
 
 
@@ -17,6 +18,9 @@ def test_help_lists_the_flags():
     (["--epochs-scale", "0"], "argument --epochs-scale: expected a positive number, got '0'"),
     (["--steps-per-epoch", "2.5"], "argument --steps-per-epoch: expected a positive integer"),
     (["--determ"], "unrecognized arguments: --determ"),
+    (["--strategy", "horovod"], "argument --strategy: invalid choice: 'horovod'"),
+    (["--devices", "GPU"], "invalid device name 'GPU'"),
+    (["--model-parallel", "CPU:0,CPU:0"], "names a device twice"),
 ])
 def test_bad_arguments_give_one_line(args, message):
     proc = run_script("densenet_model1.py", *args, check=False)

@@ -2,7 +2,9 @@
 augmentation contract ``augment(images, labels, key) -> (images, labels)`` for tf.data.
 
 ``imgaug`` runs the papers' own imgaug pipelines (one Python call per batch); a backend made of
-TensorFlow ops registers beside it. Backends are imported when first used.
+TensorFlow ops registers beside it. Backends are imported when first used. An augmenter sets
+``on_normalized`` from its recipe (``Recipe.on_normalized``): the pipeline then gives it the
+normalised float images instead of the uint8 ones.
 """
 import importlib
 

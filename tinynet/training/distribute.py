@@ -12,9 +12,11 @@
 
 The protocol's batch size is the **global** batch: the runner's input pipeline makes batches of
 that size and the strategy splits each across the replicas (Keras' ``fit`` distributes the
-dataset), so a protocol means the same optimisation on one device or eight. Model, optimizers
-and compiled metrics are built in the strategy's scope; Keras scales each replica's loss by
-1 / replicas and the gradients are summed, i.e. averaged over the global batch.
+dataset), so a protocol means the same optimisation on one device or eight (the runner refuses
+a batch that does not split evenly: Keras would average the unequal shares' means). Model,
+optimizers and compiled metrics are built in the strategy's scope; Keras scales each
+replica's loss by 1 / replicas and the gradients are summed, i.e. averaged over the global
+batch.
 ``--sync-bn`` makes every ``BatchNormalization`` use the global batch's statistics
 (``synchronized=True``, an all-reduce per BN layer per step) instead of its replica's.
 
