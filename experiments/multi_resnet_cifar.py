@@ -28,6 +28,12 @@ Protocol: the code's (fb.resnet.torch's CIFAR recipe, ``opts.lua`` and ``train.l
                (``--epochs 200`` as the paper says), floor(50000 / 128) = 390 batches per
                epoch of a seeded stream of permutations (the original: shuffled passes with a
                partial last batch)
+One difference in the optimizer, stated rather than hidden: Keras' SGD keeps its momentum
+buffer multiplied by the lr (m <- 0.9 m - lr g), Torch's without it (v <- 0.9 v + g, step
+lr (g + 0.9 v)); the two agree step for step while the lr is constant, and after each of the
+two lr steps Keras' first updates still carry the old lr's momentum, a transient that decays
+as 0.9^t (about 10 of the epoch's 390 iterations).
+
 The original saves no checkpoints and reports the best test error over epochs. Written to the
 run directory, ``test_errors.json``: ``best_over_epochs_test_error`` (the original's figure,
 selected on the test set: only when the test set is the validation set),
