@@ -180,6 +180,7 @@ def test_mirrored_validation_is_what_the_saved_model_gives(mirrored_run):
     assert result["top1_accuracy"] == pytest.approx(float(last["val_accuracy"]))
 
 
+@pytest.mark.slow  # (15 s; the default suite keeps the mirrored run and its validation)
 def test_mirrored_resume_is_bit_identical(mirrored_run, cifar_dir, tmp_path):
     ref_dir, _ = mirrored_run
     run_dir = tmp_path / "run"
