@@ -442,15 +442,17 @@ def test_model_parallel_split_placement_fallback_and_saving(device_process):
                 assert r["backward"][f"/device:CPU:{d}"] == shares[d] * convs * n_blocks * 2
             assert r["backward"]["/device:CPU:0"] >= shares[0] * convs * n_blocks * 2
     fallback = report["fallback"]
-    assert fallback["count"] == fallback["blocks"] == 3  # once per layer, not per call
-    assert len(fallback["messages"]) == 3
+    # once per process and reason: not per call, not per block (a deep net has hundreds)
+    assert fallback["blocks"] == 3 and fallback["count"] == 1
+    assert len(fallback["messages"]) == 1
     assert all("['/device:GPU:7'] not present; computing on one device" in m
                for m in fallback["messages"])
     assert fallback["finite"] and fallback["same"]
     strategy = report["strategy"]  # under a 2-replica MirroredStrategy: unsplit, warned once
-    assert strategy["count"] == 3 and strategy["diff"] < 1e-6, strategy
+    assert strategy["count"] == 1 and strategy["diff"] < 1e-6, strategy
     assert strategy["messages"] == [
-        "a tf.distribute strategy with more than one replica is active; computing on one device"]
+        "a tf.distribute strategy with more than one replica is active; computing on one device"
+        " (said once for every block)"]
 
     load = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(tmp_path)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
@@ -464,4 +466,5 @@ def test_model_parallel_split_placement_fallback_and_saving(device_process):
     assert loaded["split"]["devices"] == ["/device:CPU:0", "/device:CPU:1", "/device:CPU:2"]
     # a fresh process has one CPU device: the split model loads and computes unsplit
     assert loaded["split"]["warnings"] == [
-        "devices ['/device:CPU:1', '/device:CPU:2'] not present; computing on one device"]
+        "devices ['/device:CPU:1', '/device:CPU:2'] not present; computing on one device"
+        " (said once for every block)"]

@@ -27,8 +27,9 @@ rounding (only the order of the additions differs).
 
 The split needs TensorFlow. When the backend is not TensorFlow, when a listed device is not
 among ``tf.config.list_logical_devices()``, or when a ``tf.distribute`` strategy with more
-than one replica is active, the layer computes on one device (no placement) and warns once
-per layer instance, naming the reason. ``devices=None`` or a single device: no placement.
+than one replica is active, the layer computes on one device (no placement) and warns, once
+per process and reason (not once per block), naming the reason. ``devices=None`` or a single
+device: no placement.
 
 A layer with two or more devices sets ``supports_jit = False``, so Keras'
 ``jit_compile="auto"`` (XLA on GPU machines) does not compile the split into one single-device
@@ -44,6 +45,9 @@ import keras
 
 from tinynet.devices import normalize_device
 from tinynet.errors import TinynetError
+
+_WARNED = set()  # the fallback reasons already warned about in this process
+
 
 def _local_name(name):
     """A TensorFlow device name (possibly with /job:.../task:...) in ``/device:TYPE:N`` form."""
@@ -159,7 +163,6 @@ class MultiResidual(keras.layers.Layer):
         self.devices = devices
         # XLA compiles a function for one device: Keras' jit_compile="auto" must not fuse a split
         self.supports_jit = devices is None or len(devices) < 2
-        self._fallback_warned = False
         self._missing = None
 
     @property
@@ -196,10 +199,10 @@ class MultiResidual(keras.layers.Layer):
                           "computing on one device")
         if reason is None:
             return self.devices
-        if not self._fallback_warned:
-            self._fallback_warned = True
-            warnings.warn(f"MultiResidual {self.name!r}: {reason}", RuntimeWarning,
-                          stacklevel=2)
+        if reason not in _WARNED:  # once per process, not once per block (132 in a 398-layer net)
+            _WARNED.add(reason)
+            warnings.warn(f"MultiResidual {self.name!r}: {reason} (said once for every block)",
+                          RuntimeWarning, stacklevel=2)
         return None
 
     @staticmethod

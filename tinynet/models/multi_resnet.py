@@ -72,7 +72,7 @@ first device adds the shortcut and then the others' partial sums in device order
 the shared pre-activations and the head run on TensorFlow's default device: list it first.
 The original supports exactly two GPUs and an even k (k/2 each); any number of devices works
 here. Without the devices, on another backend or under a multi-replica ``tf.distribute``
-strategy the blocks compute unsplit and warn once each. ``devices`` changes no weight and no
+strategy the blocks compute unsplit, with one warning per process. ``devices`` changes no weight and no
 weight name (see ``tinynet.layers.multi_residual``).
 
 Parameter counts (32x32x3 input, type A, width 1): "trainable" is Torch's
