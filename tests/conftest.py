@@ -42,6 +42,20 @@ def quick_data_dir(tmp_path_factory):
     return root
 
 
+def run_test_function(module, function, *args, timeout=600):
+    """Calls ``tests/<module>.py``'s ``function(*args)`` in a fresh interpreter with the
+    deterministic environment (a run that must start TensorFlow its own way); returns its
+    stdout."""
+    from tinynet.training.determinism import DETERMINISTIC_ENV
+
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
+            f"import {module}; {module}.{function}(*{tuple(args)!r})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ, **DETERMINISTIC_ENV), timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 def run_script(script, *args, timeout=600, env=None, check=True):
     """Runs ``experiments/<script>`` in a fresh interpreter; returns the CompletedProcess."""
     cmd = [sys.executable, os.path.join(REPO, "experiments", script), *map(str, args)]

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from tinynet.errors import TinynetError
-from tinynet.training.determinism import DETERMINISTIC_ENV
 from tinynet.devices import normalize_device
 from tinynet.training.distribute import parse_devices
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, run_test_function
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SYNTHETIC = dict(num_classes=10, train_per_class=24, test_per_class=8)
@@ -124,13 +123,8 @@ def train(data_dir, run_dir, strategy_name, devices):
 
 
 def run_in_process(data_dir, run_dir, strategy_name="mirrored", devices=("CPU:0", "CPU:1")):
-    code = (f"import sys; sys.path.insert(0, {HERE!r}); import test_distribute as t; "
-            f"t.train({str(data_dir)!r}, {str(run_dir)!r}, {strategy_name!r}, "
-            f"{list(devices) if devices else None!r})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ, **DETERMINISTIC_ENV), timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return run_test_function("test_distribute", "train", str(data_dir), str(run_dir),
+                             strategy_name, list(devices) if devices else None)
 
 
 def history(run_dir):

@@ -10,9 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from tinynet.training.determinism import DETERMINISTIC_ENV
 
-from conftest import REPO
+from conftest import REPO, run_test_function
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FROZEN = "block"  # every DenseNet Model 2 block; the head stays trainable
@@ -41,12 +40,7 @@ def train(data_root, run_dir):
 
 
 def run_in_process(data_root, run_dir):
-    code = (f"import sys; sys.path.insert(0, {HERE!r}); import test_stage_setup as t; "
-            f"t.train({str(data_root)!r}, {str(run_dir)!r})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=REPO, env=dict(os.environ, **DETERMINISTIC_ENV), timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return run_test_function("test_stage_setup", "train", str(data_root), str(run_dir))
 
 
 def arrays(path):

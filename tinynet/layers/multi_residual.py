@@ -212,28 +212,29 @@ class MultiResidual(keras.layers.Layer):
             total = keras.ops.add(total, t)
         return total
 
+    def _share(self, x, branches, with_shortcut, training):
+        """``[shortcut(x) +] branch_1(x) + ...``, added in that order."""
+        residuals = [b(x, training=training) for b in branches]
+        if with_shortcut:
+            head = x if self.shortcut is None else self.shortcut(x, training=training)
+            residuals = [head] + residuals
+        return self._sum(residuals)
+
     def call(self, inputs, training=None):
         x = inputs
         devices = self._placement()
         if devices is None:
-            out = x if self.shortcut is None else self.shortcut(x, training=training)
-            for branch in self.branches:
-                out = keras.ops.add(out, branch(x, training=training))
-            return out
+            return self._share(x, self.branches, True, training)
 
         import tensorflow as tf
 
         shares = split_branches(self.k, len(devices))
         partials, start = [], 0
         for device, size in zip(devices, shares):
-            def share(v, branches=self.branches[start:start + size], first=start == 0):
-                residuals = [b(v, training=training) for b in branches]
-                if first:  # the first device also computes the shortcut
-                    head = v if self.shortcut is None else self.shortcut(v, training=training)
-                    residuals = [head] + residuals
-                return self._sum(residuals)
-
-            partials.append(_on_device(device, share, x))
+            branches = self.branches[start:start + size]
+            # the first device also computes the shortcut
+            partials.append(_on_device(device, lambda v, b=branches, first=start == 0:
+                                       self._share(v, b, first, training), x))
             start += size
         with tf.device(devices[0]):
             return self._sum(partials)

@@ -271,8 +271,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     mean, std = data.normalization(protocol.normalize)
     # a worker does not wait for the chief to clear the folder: --restart means a fresh start
     resuming = rd.has_run() and not (restart and not chief)
+    stored = rd.read_config() if resuming else {}
     if resuming:
-        _check_same_run(rd.read_config(), identity, run_dir)
+        _check_same_run(stored, identity, run_dir)
 
     replicas = strategy.num_replicas_in_sync
     for stage in protocol.stages:
@@ -291,9 +292,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     prepare_model(model, strategy)
     placement = dict(describe_strategy(strategy),
                      model_parallel=list(model_parallel) if model_parallel else None)
-    if resuming and rd.read_config().get("distribution", placement) != placement:
-        log(f"note: {run_dir} trained so far with {rd.read_config()['distribution']}; it "
-            f"continues with {placement}")
+    if stored.get("distribution", placement) != placement:
+        log(f"note: {run_dir} trained so far with {stored['distribution']}; it continues "
+            f"with {placement}")
     run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend)
     owner = None  # the stage whose optimizer the model holds
 
