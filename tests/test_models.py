@@ -77,8 +77,10 @@ def test_registry_lists_and_rejects():
         get_model("densenet_model1", depth=3)
 
 
-# the deepest Multi-ResNets take 10-25 s each to build here: CI runs them in its slow step
-DEEP = {"multi_resnet200_k5", "multi_resnet398_k5", "preresnet1001"}
+# the deepest Multi-ResNets take 10-25 s each to build here, the ImageNet backbones as much to
+# build and differentiate: CI runs them in its slow step
+DEEP = {"multi_resnet200_k5", "multi_resnet398_k5", "preresnet1001"} | {
+    n for n in list_models("transfer_*") if n != "transfer_resnet18"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in DEEP else n
@@ -90,7 +92,10 @@ def test_every_model_trains_at_small_size(name):
     # Multi-ResNets too: at 0.0625 a bottleneck is 1 channel wide, and a 1x1 conv from 1
     # channel followed by batch norm has an exactly zero gradient (the scale cancels).
     wide = name.startswith(("resnet", "multi_resnet", "preresnet"))
-    model = get_model(name, num_classes=5, width=0.25 if wide else 0.0625)
+    if name.startswith("transfer_"):  # pretrained backbones: no width; the smallest input
+        model = get_model(name, num_classes=5, image_size=32)
+    else:
+        model = get_model(name, num_classes=5, width=0.25 if wide else 0.0625)
     size = model_info(name).input_shape[0] or 32  # None: any size (Model 1)
     x = tf.random.stateless_uniform((2, size, size, 3), seed=[1, 2])
     with tf.GradientTape() as tape:

@@ -1,8 +1,9 @@
 """Custom Keras layers, each registered for serialization under the package name ``tinynet``."""
 from tinynet.layers.fused_batch_norm import FusedBatchNormalization
+from tinynet.layers.imagenet_preprocessing import ImageNetPreprocessing
 from tinynet.layers.multi_residual import MultiResidual
 from tinynet.layers.space_to_depth import SpaceToDepth
 from tinynet.layers.stochastic_depth import StochasticDepth, linear_survival
 
-__all__ = ["FusedBatchNormalization", "MultiResidual", "SpaceToDepth", "StochasticDepth",
-           "linear_survival"]
+__all__ = ["FusedBatchNormalization", "ImageNetPreprocessing", "MultiResidual", "SpaceToDepth",
+           "StochasticDepth", "linear_survival"]
