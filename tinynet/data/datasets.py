@@ -7,8 +7,10 @@ scripts, the tools and the tests alike.
     synthetic-cifar10/100     generated, in the CIFAR pickle format and layout
 
 A ``TrainData`` holds decoded uint8 train / val (/ labelled test) ``ImageSet``s, the class
-names, and the dataset's normalisation: the per-channel ``mean``/``std`` its papers used
-(``normalization("mean_std")``) or the training set's own mean (``normalization("mean")``).
+names, the paths of an unlabelled test split where the dataset has one (Tiny ImageNet's
+``test/images``, decoded on demand by ``unlabelled_test()``), and the dataset's normalisation:
+the per-channel ``mean``/``std`` its papers used (``normalization("mean_std")``) or the
+training set's own mean (``normalization("mean")``).
 The name and the arguments are recorded in a run's config.json (``spec``), so that
 ``get_dataset(**spec)`` rebuilds the same data from a run directory.
 """
@@ -44,10 +46,41 @@ class TrainData:
     std: tuple | None = None
     spec: dict = dataclasses.field(default_factory=dict)  # {"name": ..., "args": {...}}
     class_ids: list | None = None  # short ids (Tiny ImageNet's wnids); default the names
+    # the unlabelled test images (Tiny ImageNet's test/images/test_<i>.JPEG), sorted paths, not
+    # decoded; None: the dataset has no unlabelled test split (CIFAR's test split is labelled)
+    test_files: list | None = None
+    _unlabelled_test: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+    def unlabelled_test(self):
+        """``(file names, ImageSet)`` of the unlabelled test split, decoded on the first call
+        (every file must decode: a challenge submission covers every test image). The set's
+        labels are -1 (unknown). ``TinynetError`` where the dataset has no such split."""
+        if self._unlabelled_test is None:
+            name = self.spec.get("name")
+            if self.test_files is None:
+                raise TinynetError(f"dataset {name!r} has no unlabelled test split (only Tiny "
+                                   f"ImageNet's test/images is one)")
+            if not self.test_files:
+                root = self.description.get("root", "the dataset folder")
+                raise TinynetError(f"dataset {name!r} has no test images: {root}/test/images "
+                                   f"is missing or empty; extract the archive again")
+            from tinynet.data.images import decode_images
+            from tinynet.data.pipeline import ImageSet
+
+            size = self.val.image_size
+            images, kept = decode_images(self.test_files, size, skip_corrupt=True)
+            if len(kept) != len(self.test_files):
+                bad = sorted(set(self.test_files) - {self.test_files[i] for i in kept})
+                raise TinynetError(f"corrupt or unreadable test image {bad[0]}: a submission "
+                                   f"needs every test image; replace it from the archive")
+            names = [os.path.basename(p) for p in self.test_files]
+            self._unlabelled_test = (names, ImageSet(labels=np.full(len(names), -1, np.int32),
+                                                     image_size=size, images=images))
+        return self._unlabelled_test
 
     def normalization(self, kind):
         """``(mean, std)`` arrays for ``Protocol.normalize``: None, "mean", "mean_std" (the
@@ -81,7 +114,8 @@ def _tiny_imagenet_data(root, cache, skip_corrupt, kind):
     description = {"dataset": kind, "root": root, "num_train": len(train), "num_val": len(val),
                    "num_classes": index.num_classes, "in_memory": train.in_memory}
     return TrainData(train=train, val=val, class_names=index.class_names,
-                     description=description, class_ids=list(index.wnids))
+                     description=description, class_ids=list(index.wnids),
+                     test_files=list(index.test.paths))
 
 
 def tiny_imagenet(data_dir="data", cache="auto", skip_corrupt=False, download=True):

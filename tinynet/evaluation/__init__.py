@@ -3,13 +3,24 @@
 ``load_run(run_dir)`` reads config.json, rebuilds the dataset through the registry
 (``tinynet.data.datasets.get_dataset`` with the recorded name and arguments), loads the saved
 model, and applies the input normalisation and validation resolution the run trained with, so
-every tool evaluates exactly what training validated.
+every tool evaluates exactly what training validated. ``metrics`` gives top-1/top-5 accuracy,
+top-1 error and cross-entropy of predicted probabilities.
+
+Modules:
+
+    crops         10-crop testing (4 corners + centre, each also flipped, softmax averaged):
+                  ``LoadedRun.predict(name, ten_crop=True)`` and ``ten_crop_views``
+    ensembles     softmax averaging of several runs (``Ensemble.load``), refusing members
+                  trained on different data, and the members-and-ensemble accuracy table
+    submissions   the Tiny ImageNet challenge's test submission ("<file> <wnid>" lines)
+    tables        Markdown tables for the reports tools and experiments write
+
+``tools/ensemble.py`` and ``tools/error_analysis.py`` are the command lines on top.
 """
 import dataclasses
 
 import numpy as np
 
-from tinynet import io as tio
 from tinynet.errors import TinynetError
 
 
@@ -37,23 +48,50 @@ class LoadedRun:
                                f"{name} split")
         return image_set
 
+    @property
+    def eval_batch_size(self):
+        return self.config["protocol"]["eval_batch_size"]
+
+    def _eval_inputs(self):
+        """``(resolution, interpolation, mean, std)``: how the run prepared validation images."""
+        return (self.config["protocol"]["val_resolution"],
+                self.config.get("interpolation", "nearest"), self.mean, self.std)
+
     def dataset(self, name="val", batch_size=None):
         """The split as the run's validation saw it: ``(x, int labels)`` batches."""
         from tinynet.data.pipeline import eval_dataset
 
-        protocol = self.config["protocol"]
-        return eval_dataset(self.split(name), batch_size or protocol["eval_batch_size"],
-                            protocol["val_resolution"], self.config.get("interpolation", "nearest"),
-                            self.mean, self.std)
+        return eval_dataset(self.split(name), batch_size or self.eval_batch_size,
+                            *self._eval_inputs())
 
-    def predict(self, name="val"):
-        """``(probabilities [N, classes], labels [N])`` of a split."""
-        probabilities = self.model.predict(self.dataset(name), verbose=0)
-        return probabilities, self.split(name).labels
+    def predict_images(self, image_set, ten_crop=False, crop_size=None, batch_size=None):
+        """``[N, classes]`` probabilities of an ``ImageSet`` (any split, the unlabelled test
+        images included), prepared as the run validated; with ``ten_crop`` the softmax averaged
+        over the ten views of ``tinynet.evaluation.crops`` (``crop_size`` px crops, default
+        7/8 of the image side)."""
+        batch_size = batch_size or self.eval_batch_size
+        if ten_crop:
+            from tinynet.evaluation.crops import predict_ten_crop
 
-    def evaluate(self, name="val"):
+            return predict_ten_crop(self.model, image_set, batch_size, *self._eval_inputs(),
+                                    crop_size=crop_size)
+        if crop_size is not None:
+            raise TinynetError("a crop size applies to 10-crop testing only; pass ten_crop=True "
+                               "(--ten-crop) with it")
+        from tinynet.data.pipeline import eval_dataset
+
+        ds = eval_dataset(image_set, batch_size, *self._eval_inputs())
+        return self.model.predict(ds, verbose=0)
+
+    def predict(self, name="val", ten_crop=False, crop_size=None):
+        """``(probabilities [N, classes], labels [N])`` of a split; ``ten_crop``: averaged over
+        the ten views (``predict_images``)."""
+        image_set = self.split(name)
+        return self.predict_images(image_set, ten_crop, crop_size), image_set.labels
+
+    def evaluate(self, name="val", ten_crop=False, crop_size=None):
         """Top-1/top-5 accuracy and cross-entropy of the saved model on a split."""
-        probabilities, labels = self.predict(name)
+        probabilities, labels = self.predict(name, ten_crop, crop_size)
         return metrics(probabilities, labels)
 
 
@@ -67,13 +105,21 @@ def metrics(probabilities, labels):
             "loss": float(-np.mean(np.log(np.clip(p_true, 1e-7, 1.0))))}
 
 
-def load_run(run_dir, which="best", skip_corrupt=False):
-    """The run in ``run_dir``: its config, its ``which`` ("best" or "final") saved model and
-    its dataset rebuilt from the registry."""
-    import keras
+def dataset_identity(spec):
+    """What makes two recorded datasets the same data: the registry name and the arguments
+    that choose the data (not where it is read from, nor ``skip_corrupt``)."""
+    from tinynet.data.datasets import ALIASES, LOCATION_ARGS
 
-    import tinynet  # noqa: F401  (registers every custom layer, loss and optimizer)
-    from tinynet.data.datasets import get_dataset
+    name = spec.get("name")
+    args = {k: v for k, v in spec.get("args", {}).items()
+            if k not in LOCATION_ARGS and k != "skip_corrupt"}
+    return {"name": ALIASES.get(name, name), "args": args}
+
+
+def read_run_config(run_dir, which="best"):
+    """config.json of the run in ``run_dir``, after checking that the run has its ``which``
+    saved model and records its dataset; TF-free and cheap (no dataset, no model)."""
+    from tinynet import io as tio  # (TensorFlow's gfile: imported when used)
 
     config_path = tio.join(run_dir, "config.json")
     model_path = tio.join(run_dir, f"{which}_model.keras")
@@ -85,13 +131,31 @@ def load_run(run_dir, which="best", skip_corrupt=False):
         config = tio.read_json(config_path)
     except ValueError as e:
         raise TinynetError(f"{config_path} is unreadable ({e}); the run directory is damaged")
-    spec = config.get("dataset", {})
-    if "name" not in spec:
+    if "name" not in config.get("dataset", {}):
         raise TinynetError(f"{config_path} does not record its dataset's registry name (a run "
                            f"made before tinynet 0.2); re-run the experiment to evaluate it")
-    args = dict(spec.get("args", {}))
-    if skip_corrupt and "skip_corrupt" in args:
-        args["skip_corrupt"] = True
-    data = get_dataset(spec["name"], **args)
-    model = keras.models.load_model(model_path)
+    return config
+
+
+def load_run(run_dir, which="best", skip_corrupt=False, data=None):
+    """The run in ``run_dir``: its config, its ``which`` ("best" or "final") saved model and
+    its dataset rebuilt from the registry, or ``data`` (a ``TrainData`` another run loaded)
+    when given, which must be the same data (``dataset_identity``)."""
+    import keras
+
+    import tinynet  # noqa: F401  (registers every custom layer, loss and optimizer)
+    from tinynet import io as tio
+    from tinynet.data.datasets import get_dataset
+
+    config = read_run_config(run_dir, which)
+    spec = config["dataset"]
+    if data is None:
+        args = dict(spec.get("args", {}))
+        if skip_corrupt and "skip_corrupt" in args:
+            args["skip_corrupt"] = True
+        data = get_dataset(spec["name"], **args)
+    elif dataset_identity(spec) != dataset_identity(data.spec):
+        raise TinynetError(f"{run_dir} was trained on {dataset_identity(spec)}, not on the "
+                           f"given {dataset_identity(data.spec)}")
+    model = keras.models.load_model(tio.join(run_dir, f"{which}_model.keras"))
     return LoadedRun(run_dir=str(run_dir), config=config, model=model, data=data)
