@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 
-from tinynet.errors import TinynetError
+from tinynet.errors import Preempted, TinynetError
 
 
 class WorkerDone(Exception):
@@ -55,6 +55,34 @@ def positive_float(text):
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def parse_interval(text):
+    """``--checkpoint-every``: ``"10m"``, ``"90s"``, ``"2h"`` -> ``("seconds", n)``;
+    ``"500steps"`` -> ``("steps", n)``; ``"off"``/``"0"`` -> None. Raises ``ValueError``."""
+    text = str(text).strip().lower()
+    if text in ("off", "0", "none", ""):
+        return None
+    for suffix, unit, scale in (("steps", "steps", 1), ("step", "steps", 1), ("h", "seconds", 3600),
+                                ("m", "seconds", 60), ("s", "seconds", 1)):
+        if text.endswith(suffix):
+            number = text[:-len(suffix)].strip()
+            try:
+                value = float(number) * scale
+            except ValueError:
+                break
+            if value > 0 and (unit == "seconds" or value == int(value)):
+                return unit, (int(value) if unit == "steps" else value)
+            break
+    raise ValueError(f"expected a duration like 10m, 90s, 2h, a step count like 500steps, or "
+                     f"off; got {text!r}")
+
+
+def checkpoint_interval(text):
+    try:
+        return parse_interval(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,9 +146,34 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
                         "uninterrupted one (slower on GPU)")
     g.add_argument("--restart", action="store_true",
                    help="discard the run in --run-dir and start over")
+    g.add_argument("--checkpoint-every", type=checkpoint_interval,
+                   default=None, metavar="10m|90s|500steps",
+                   help="also checkpoint inside an epoch this often (default: off, or the "
+                        "experiment's own; 'off' to disable); SIGTERM always checkpoints at "
+                        "the next step and exits 143")
     g.add_argument("--quick", action="store_true",
                    help=f"CPU demo: generated data, width {quick.width:g}, "
                         f"{quick.steps_per_epoch} steps per epoch, epochs x{quick.epochs_scale:g}")
+    def non_negative_float(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+        return value
+
+    g = parser.add_argument_group(
+        "hyperparameters (default: the protocol's own; tools/tune.py searches them)")
+    g.add_argument("--lr-scale", type=positive_float, default=None, metavar="F",
+                   help="multiply every learning rate the protocol sets (each optimizer's "
+                        "learning_rate and every lr policy's rates)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=None, metavar="X",
+                   help="set every optimizer's weight decay, in its own convention (coupled or "
+                        "decoupled); refused where the protocol's optimizer has none")
+    g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="every stage's batch size (a stage with its own steps per epoch keeps "
+                        "them)")
     g = parser.add_argument_group("devices (see tinynet.training.distribute)")
     g.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, mirrored (local devices), "
@@ -219,15 +272,21 @@ def placement(args, model_name):
     return make_strategy(args.strategy, devices, log=lambda line: print(line, flush=True)), split
 
 
-def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, init_from=None):
+def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, init_from=None,
+                   paper=None):
     """Loads the data the flags name (unless given) and runs ``protocol`` (already resolved
-    from the script's data) with the command-line overrides applied; returns the model."""
+    from the script's data) with the command-line overrides applied; returns the model.
+    ``paper``: the figures the paper reports (``tinynet.evaluation.reports``), recorded in
+    config.json."""
     from tinynet.training.protocol import describe
     from tinynet.training.runner import run_protocol
 
     strategy, split = placement(args, model_name)
     data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
+    protocol = (protocol.with_lr_scale(getattr(args, "lr_scale", None))
+                .with_weight_decay(getattr(args, "weight_decay", None))
+                .with_batch_size(getattr(args, "batch_size", None)))
     print(describe(protocol, len(data.train)), flush=True)
     from tinynet.models import model_info
 
@@ -243,8 +302,8 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
                          restart=args.restart, interpolation=args.interpolation,
                          augment_backend=args.augment_backend, init_from=init_from,
                          strategy=strategy, sync_batch_norm=args.sync_bn,
-                         model_parallel=split,
-                         log=lambda line: print(line, flush=True))
+                         model_parallel=split, checkpoint_every=args.checkpoint_every,
+                         paper=paper, log=lambda line: print(line, flush=True))
     from tinynet.training.distribute import is_chief
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)
         raise WorkerDone()
@@ -264,6 +323,8 @@ def run_cli(main, argv=None):
     except TinynetError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except Preempted:
+        sys.exit(128 + signal.SIGTERM)  # the runner said what it saved
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume from the last finished epoch",
               file=sys.stderr)

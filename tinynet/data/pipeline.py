@@ -127,22 +127,29 @@ def resize_batch(images, resolution, interpolation="nearest"):
 
 def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, batch_size,
                   sample_offset, resolution, augment=None, interpolation="nearest",
-                  mean=None, std=None, batch_transform=None, num_parallel_calls=AUTOTUNE):
-    """Exactly ``num_epochs * steps_per_epoch`` batches of ``(x float32, y)``: ``x`` in [0, 1],
-    or ``(x - mean) / std`` with a per-channel ``mean`` (and ``std``) given.
+                  mean=None, std=None, batch_transform=None, num_parallel_calls=AUTOTUNE,
+                  first_step=0):
+    """Exactly ``num_epochs * steps_per_epoch - first_step`` batches of ``(x float32, y)``:
+    ``x`` in [0, 1], or ``(x - mean) / std`` with a per-channel ``mean`` (and ``std``) given.
 
-    ``sample_offset`` is the stream position where ``first_epoch`` starts. The augmentation
+    ``sample_offset`` is the stream position where ``first_epoch`` starts; ``first_step``
+    batches of it are left out (a run resumed inside an epoch gets the very batches it would
+    have had, without computing the ones it already trained on). The augmentation
     contract: ``augment`` (a recipe on uint8 images, or on the normalised float images when it
     says ``on_normalized``) and ``batch_transform`` (on the normalised float images, e.g.
     mixup) are each called once per batch as ``fn(images, labels, key)``
     with ``key`` = int64 ``[seed, epoch, step]`` and return ``(images, labels)``; images keep
     their shape, labels may change form (mixup's soft targets).
     """
-    total = num_epochs * steps_per_epoch
-    idx = sample_indices(len(image_set), seed, sample_offset, total * batch_size)
+    if not 0 <= first_step < steps_per_epoch:
+        raise ValueError(f"first_step must be in [0, {steps_per_epoch}), got {first_step}")
+    total = num_epochs * steps_per_epoch - first_step
+    idx = sample_indices(len(image_set), seed, sample_offset + first_step * batch_size,
+                         total * batch_size)
     idx = idx.reshape(total, batch_size)
-    epochs = np.repeat(np.arange(first_epoch, first_epoch + num_epochs), steps_per_epoch)
-    steps = np.tile(np.arange(steps_per_epoch), num_epochs)
+    epochs = np.repeat(np.arange(first_epoch, first_epoch + num_epochs),
+                       steps_per_epoch)[first_step:]
+    steps = np.tile(np.arange(steps_per_epoch), num_epochs)[first_step:]
     keys = np.stack([np.full(total, seed), epochs, steps], axis=1).astype(np.int64)
     source = _batch_source(image_set)
 

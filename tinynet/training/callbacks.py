@@ -79,7 +79,7 @@ class EpochEnd(keras.callbacks.Callback):
     (ReduceLROnPlateau), so that what ``on_epoch`` checkpoints includes their update.
     """
 
-    def __init__(self, on_epoch, first_iteration=0, lr_at=None):
+    def __init__(self, on_epoch, first_iteration=0, lr_at=None, progress=None):
         super().__init__()
         self.on_epoch = on_epoch
         self.lr_at = lr_at
@@ -87,11 +87,23 @@ class EpochEnd(keras.callbacks.Callback):
         self._start = None
         self._iteration = first_iteration
         self._epoch_lr = None
+        # an epoch resumed inside: its earlier batches' lrs and seconds (``progress()``)
+        self._resumed = progress
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._lrs = []
-        self._epoch_lr = None
-        self._start = time.perf_counter()
+        self._lrs, self._epoch_lr, earlier = [], None, 0.0
+        if self._resumed is not None:
+            self._lrs = [tuple(r) for r in self._resumed["lrs"]]
+            self._epoch_lr = self._resumed.get("epoch_lr")
+            earlier = self._resumed["seconds"]
+            self._resumed = None
+        self._start = time.perf_counter() - earlier
+
+    def progress(self):
+        """What the end of the current epoch needs from its batches so far (saved in an
+        in-epoch checkpoint): their ``(iteration, lr)`` rows and seconds."""
+        return {"lrs": [list(r) for r in self._lrs], "epoch_lr": self._epoch_lr,
+                "seconds": time.perf_counter() - self._start}
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.lr_at is not None:
@@ -227,3 +239,119 @@ class ReplicaStatistics(keras.callbacks.Callback):
                 self._averager = replica_averager(self.model, self.strategy) or (lambda: None)
             self._averager()
             self._pending = False
+
+
+class PreemptionFlag:
+    """SIGTERM as a flag the training loop checks between steps (TensorFlow's
+    ``PreemptionCheckpointHandler`` does the same for GCP's notice): the step in flight
+    finishes, a checkpoint is written, and training stops with ``Preempted``. Installed for
+    the duration of a ``with`` block, restoring the previous handler after."""
+
+    def __init__(self, signals=None):
+        import signal
+        self.signals = signals or (signal.SIGTERM,)
+        self.received = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __enter__(self):
+        import signal
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for s in self.signals:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+        return False
+
+
+class InEpochCheckpoint(keras.callbacks.Callback):
+    """Writes a checkpoint inside an epoch every ``interval`` (``("seconds", n)`` or
+    ``("steps", n)``, or None: only on SIGTERM), and stops training after a checkpoint when
+    ``flag`` has seen SIGTERM.
+
+    ``save(completed_steps)`` writes the in-epoch checkpoint of the epoch in progress;
+    ``steps_done`` is the number of that epoch's batches already trained before this ``fit``
+    (a run resumed inside an epoch). Put it after ``EpochEnd``: at an epoch's end that one has
+    written the epoch checkpoint by the time this one stops the run."""
+
+    def __init__(self, save, steps_per_epoch, interval=None, flag=None, steps_done=0,
+                 log=print):
+        # save(epoch, completed_steps) -> path, or None: SIGTERM stops without an in-epoch
+        # checkpoint (the last epoch's is kept)
+        super().__init__()
+        self.save, self.steps_per_epoch, self.interval = save, steps_per_epoch, interval
+        self.flag, self.log = flag, log
+        self._step = steps_done
+        self._last = time.monotonic()
+        self._since = 0
+
+    def _due(self):
+        if self.interval is None:
+            return False
+        unit, n = self.interval
+        return self._since >= n if unit == "steps" else time.monotonic() - self._last >= n
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        self._since += 1
+        if self._step >= self.steps_per_epoch:  # the epoch's own checkpoint comes next
+            return
+        stop = self.flag is not None and self.flag.received
+        if self.save is None:
+            if stop:
+                self.log(f"SIGTERM: stopped at step {self._step}/{self.steps_per_epoch} of epoch "
+                         f"{self._epoch + 1} without an in-epoch checkpoint (one replica only); "
+                         f"re-run the same command to resume from the last finished epoch")
+                from tinynet.errors import Preempted
+                raise Preempted(f"epoch {self._epoch + 1}")
+            return
+        if stop or self._due():
+            path = self.save(self._epoch, self._step)
+            self._last, self._since = time.monotonic(), 0
+            if stop:
+                self.log(f"SIGTERM: stopped after step {self._step}/{self.steps_per_epoch} of "
+                         f"epoch {self._epoch + 1} and saved {path}; re-run the same command "
+                         f"to resume there")
+                from tinynet.errors import Preempted
+                raise Preempted(str(path))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._step = 0
+        self._last, self._since = time.monotonic(), 0
+        if self.flag is not None and self.flag.received:
+            self.log(f"SIGTERM: stopped after epoch {epoch + 1} and its checkpoint; re-run the "
+                     f"same command to resume there")
+            from tinynet.errors import Preempted
+            raise Preempted(f"epoch {epoch + 1}")
+
+
+class RestoreMetrics(keras.callbacks.Callback):
+    """Puts an unfinished epoch's running metric totals (from an in-epoch checkpoint) back
+    after ``fit`` has reset them, so the epoch's logged training loss and accuracy are those of
+    the uninterrupted run, bit for bit."""
+
+    def __init__(self, arrays):
+        super().__init__()
+        self.arrays = arrays
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.arrays is None:
+            return
+        variables = self.model.metrics_variables
+        if len(variables) != len(self.arrays):
+            raise TinynetError(f"the in-epoch checkpoint holds {len(self.arrays)} metric totals, "
+                               f"the compiled model has {len(variables)}; pass --restart")
+        for v, value in zip(variables, self.arrays):
+            v.assign(value)
+        self.arrays = None

@@ -7,9 +7,12 @@ learning rate, moments -- plus a JSON ``meta`` record: the number of completed e
 callback's state, the best metric so far, the data-order seed and the history rows. Arrays are
 float32 copies of the variables, so restoring is bit-exact.
 
-Files are ``checkpoints/ckpt-<completed epochs>.npz``; the newest ``keep`` are kept. A kill
-while writing leaves only a temporary file (ignored), and a checkpoint that cannot be read is
-skipped in favour of the one before it.
+Files are ``checkpoints/ckpt-<completed epochs>.npz`` at the end of an epoch and
+``ckpt-<completed epochs>-s<steps>.npz`` inside one (``--checkpoint-every``, or on SIGTERM:
+``steps`` batches of the next epoch done; ``meta["epoch_progress"]`` then holds what that
+epoch's end needs, and the arrays ``metric_*`` its running metric totals). The newest ``keep``
+are kept, ordered by (epochs, steps). A kill while writing leaves only a temporary file
+(ignored), and a checkpoint that cannot be read is skipped in favour of the one before it.
 """
 import io
 import json
@@ -23,17 +26,25 @@ from tinynet import io as tio
 from tinynet.errors import TinynetError
 
 FOLDER = "checkpoints"
-_NAME = re.compile(r"^ckpt-(\d{5,})\.npz$")  # stage-<k>-best.npz files are not epoch checkpoints
+# stage-<k>-best.npz files are not checkpoints
+_NAME = re.compile(r"^ckpt-(\d{5,})(?:-s(\d{6,}))?\.npz$")
 
 
-def checkpoint_path(run_dir, completed_epochs):
-    return tio.join(run_dir, FOLDER, f"ckpt-{completed_epochs:05d}.npz")
+def checkpoint_path(run_dir, completed_epochs, completed_steps=0):
+    """``ckpt-00003.npz`` after 3 epochs; ``ckpt-00003-s000120.npz`` 120 steps into the 4th."""
+    step = f"-s{completed_steps:06d}" if completed_steps else ""
+    return tio.join(run_dir, FOLDER, f"ckpt-{completed_epochs:05d}{step}.npz")
+
+
+def _position(name):
+    m = _NAME.match(name)
+    return int(m.group(1)), int(m.group(2) or 0)
 
 
 def list_checkpoints(run_dir):
     """Checkpoint paths, newest first (temporary files from interrupted writes are ignored)."""
     names = [n for n in tio.listdir(tio.join(run_dir, FOLDER)) if _NAME.match(n)]
-    names.sort(key=lambda n: int(_NAME.match(n).group(1)), reverse=True)
+    names.sort(key=_position, reverse=True)
     return [tio.join(run_dir, FOLDER, n) for n in names]
 
 
@@ -49,14 +60,17 @@ def _write_npz(path, arrays):
     tio.atomic_write(path, write)
 
 
-def save_checkpoint(run_dir, model, optimizer, meta, keep=2):
+def save_checkpoint(run_dir, model, optimizer, meta, keep=2, metric_variables=()):
+    """Writes the checkpoint ``meta`` places (``completed_epochs``, ``completed_steps``);
+    ``metric_variables``: the running metric totals of an unfinished epoch."""
     meta = dict(meta,
                 model_variables=[v.path for v in model.variables],
                 optimizer_variables=[v.path for v in optimizer.variables])
     arrays = dict(_variable_arrays("model", model.variables),
                   **_variable_arrays("optimizer", optimizer.variables),
+                  **_variable_arrays("metric", metric_variables),
                   meta=np.asarray(json.dumps(meta)))
-    path = checkpoint_path(run_dir, meta["completed_epochs"])
+    path = checkpoint_path(run_dir, meta["completed_epochs"], meta.get("completed_steps", 0))
     _write_npz(path, arrays)
     for old in list_checkpoints(run_dir)[keep:]:
         tio.remove(old)

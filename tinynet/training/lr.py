@@ -1,5 +1,6 @@
 """Learning-rate policies: one object per stage (``Stage.lr``) that knows its value at any
-position, its Keras callback, how it scales under ``--epochs-scale``, a one-line description and
+position, its Keras callback, how it scales under ``--epochs-scale`` (``scaled``) and
+``--lr-scale`` (``lr_scaled``: the fields listed in ``rate_fields``), a one-line description and
 its serialisation into the protocol fingerprint.
 
 A stage's position is ``(stage_epoch, stage_iteration)``: epochs and training iterations since
@@ -48,6 +49,8 @@ class LRPolicy:
 
     kind: ClassVar[str] = ""
     per_iteration: ClassVar[bool] = False
+    # the fields that are learning rates (``lr_scaled`` multiplies them); None: not declared
+    rate_fields: ClassVar[tuple | None] = None
 
     def value(self, stage_epoch, stage_iteration, steps_per_epoch):
         """The lr of the batch at this position, or None when it is not a function of the
@@ -60,6 +63,22 @@ class LRPolicy:
     def scaled(self, old_epochs, new_epochs):
         """The policy for the stage stretched from ``old_epochs`` to ``new_epochs``."""
         return self
+
+    def lr_scaled(self, factor):
+        """The policy with every learning rate it sets times ``factor`` (``--lr-scale``): the
+        fields named in ``rate_fields``; a ``None`` rate (carry the optimizer's lr) stays None.
+        A policy that does not declare its ``rate_fields`` is refused rather than left
+        unscaled."""
+        _positive("lr scale factor", factor)
+        if self.rate_fields is None:
+            raise TinynetError(f"learning-rate policy {self.kind or type(self).__name__!r} does "
+                               f"not declare which of its fields are learning rates "
+                               f"(rate_fields), so it cannot be scaled")
+        if factor == 1:
+            return self
+        return dataclasses.replace(self, **{
+            f: getattr(self, f) * factor for f in self.rate_fields
+            if getattr(self, f) is not None})
 
     def describe(self, steps_per_epoch):
         return self.kind
@@ -91,6 +110,7 @@ class Constant(LRPolicy):
 
     lr: float | None = None
     kind: ClassVar[str] = "constant"
+    rate_fields: ClassVar[tuple] = ("lr",)
 
     def __post_init__(self):
         if self.lr is not None:
@@ -118,6 +138,7 @@ class Plateau(LRPolicy):
     first_epoch: int = 0
     last_epoch: int | None = None
     kind: ClassVar[str] = "plateau"
+    rate_fields: ClassVar[tuple] = ("min_lr",)
 
     def __post_init__(self):
         if not 0 < self.factor < 1:
@@ -170,6 +191,7 @@ class Cyclic(LRPolicy):
     mode: str = "triangular2"
     gamma: float = 1.0
     kind: ClassVar[str] = "cyclic"
+    rate_fields: ClassVar[tuple] = ("base_lr", "max_lr")
     per_iteration: ClassVar[bool] = True
 
     def __post_init__(self):
@@ -204,6 +226,7 @@ class StepDecay(LRPolicy):
     milestones: tuple = ()
     gamma: float = 0.1
     kind: ClassVar[str] = "step"
+    rate_fields: ClassVar[tuple] = ("lr",)
 
     def __post_init__(self):
         _positive("lr", self.lr)
@@ -235,6 +258,7 @@ class Cosine(LRPolicy):
     eta_min: float = 0.0
     per_iteration: bool = False
     kind: ClassVar[str] = "cosine"
+    rate_fields: ClassVar[tuple] = ("lr", "eta_min")
 
     def __post_init__(self):
         _positive("lr", self.lr)
@@ -265,6 +289,7 @@ class CosineWarmRestarts(LRPolicy):
     eta_min: float = 0.0
     per_iteration: bool = True
     kind: ClassVar[str] = "sgdr"
+    rate_fields: ClassVar[tuple] = ("lr", "eta_min")
 
     def __post_init__(self):
         _positive("lr", self.lr)
@@ -305,6 +330,7 @@ class NYURule(LRPolicy):
     second: int = 150
     factor: float = 10.0
     kind: ClassVar[str] = "nyu"
+    rate_fields: ClassVar[tuple] = ("lr",)
 
     def __post_init__(self):
         _positive("lr", self.lr)

@@ -17,6 +17,7 @@ here from the stages, never typed.
 import dataclasses
 import hashlib
 import json
+import math
 
 from tinynet.augment.recipes import get_recipe
 from tinynet.errors import TinynetError
@@ -182,6 +183,73 @@ class Protocol:
             raise TinynetError(f"--steps-per-epoch must be >= 1, got {steps_per_epoch}")
         return dataclasses.replace(self, stages=tuple(
             dataclasses.replace(s, steps_per_epoch=steps_per_epoch) for s in self.stages))
+
+    def _with_optimizers(self, change):
+        """The protocol with ``change(spec)`` applied to every optimizer spec it trains with:
+        ``optimizer`` (unless the first stage names its own, which replaces it) and each
+        stage's own ``optimizer``."""
+        stages = tuple(dataclasses.replace(s, optimizer=change(s.optimizer)) if s.optimizer
+                       else s for s in self.stages)
+        optimizer = self.optimizer if self.stages[0].optimizer else change(self.optimizer)
+        return dataclasses.replace(self, optimizer=optimizer, stages=stages)
+
+    def with_lr_scale(self, factor):
+        """``--lr-scale``: every learning rate the protocol sets times ``factor``: each
+        optimizer spec's ``learning_rate`` and the rates of every stage's lr policy
+        (``LRPolicy.lr_scaled``). ``None`` or 1: unchanged. A spec without a
+        ``learning_rate`` (Keras' default) is refused: its rate is not the protocol's to scale."""
+        if factor is None or factor == 1:
+            return self
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise TinynetError(f"--lr-scale must be a finite number > 0, got {factor!r}")
+
+        def change(spec):
+            if not isinstance(spec.get("learning_rate"), (int, float)):
+                raise TinynetError(f"--lr-scale: optimizer {spec} of protocol {self.name!r} "
+                                   f"has no numeric \"learning_rate\" to scale")
+            return dict(spec, learning_rate=spec["learning_rate"] * factor)
+
+        scaled = self._with_optimizers(change)
+        return dataclasses.replace(scaled, stages=tuple(
+            dataclasses.replace(s, lr=s.lr.lr_scaled(factor)) for s in scaled.stages))
+
+    def with_weight_decay(self, weight_decay):
+        """``--weight-decay``: every optimizer spec's ``weight_decay`` set to ``weight_decay``
+        in the spec's own convention (its ``weight_decay_mode``, coupled or decoupled, and its
+        exclusions are kept; see ``tinynet.training.optimizers``). ``None``: unchanged. An
+        ``adamw`` spec without one gets a decoupled decay (AdamW's by definition); any other
+        spec without a ``weight_decay`` is refused: the protocol has no decay there whose
+        convention it states (a protocol's decay may sit in the model as a kernel L2
+        regulariser instead, which this flag does not reach)."""
+        if weight_decay is None:
+            return self
+        if isinstance(weight_decay, bool) or not (
+                isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay)
+                and weight_decay >= 0):
+            raise TinynetError(f"--weight-decay must be a finite number >= 0, got "
+                               f"{weight_decay!r}")
+
+        def change(spec):
+            if spec.get("weight_decay") is not None:
+                return dict(spec, weight_decay=weight_decay)
+            if str(spec.get("name", "")).lower() == "adamw":
+                return dict(spec, weight_decay=weight_decay, weight_decay_mode="decoupled")
+            raise TinynetError(f"--weight-decay: optimizer {spec} of protocol {self.name!r} "
+                               f"has no weight decay to set (a decay in the model, as a kernel "
+                               f"regulariser, is not the optimizer's)")
+
+        return self._with_optimizers(change)
+
+    def with_batch_size(self, batch_size):
+        """``--batch-size``: every stage's batch size. A stage with its own ``steps_per_epoch``
+        keeps it (its epochs then see more or fewer images); one without derives its steps
+        from the new batch size. The evaluation batch size is unchanged. ``None``: unchanged."""
+        if batch_size is None:
+            return self
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise TinynetError(f"--batch-size must be an integer >= 1, got {batch_size!r}")
+        return dataclasses.replace(self, stages=tuple(
+            dataclasses.replace(s, batch_size=batch_size) for s in self.stages))
 
     def select(self, names):
         """The sub-protocol of the named stages, in protocol order."""

@@ -4,7 +4,7 @@
     state.json       where the run stands: epochs done, stage, best val_accuracy, status
     history.csv      one row per epoch (HISTORY_COLUMNS)
     lr.csv           the learning rate of every training iteration (LR_COLUMNS)
-    checkpoints/     ckpt-<epochs done>.npz, the newest two (see checkpoint.py)
+    checkpoints/     ckpt-<epochs done>[-s<steps done>].npz, the newest two (checkpoint.py)
     best_model.keras the model with the best val_accuracy so far
     final_model.keras the model after the last epoch
     plots/training_curves.png
@@ -98,11 +98,13 @@ class RunDirectory:
         tio.atomic_write(self.file(name), model.save)
 
     # -- checkpoints (the file format is tinynet.training.checkpoint's) ----------------------
-    def checkpoint_name(self, completed_epochs):
-        return os.path.basename(checkpoint.checkpoint_path(self.path, completed_epochs))
+    def checkpoint_name(self, completed_epochs, completed_steps=0):
+        return os.path.basename(checkpoint.checkpoint_path(self.path, completed_epochs,
+                                                           completed_steps))
 
-    def save_checkpoint(self, model, optimizer, meta, keep=2):
-        return checkpoint.save_checkpoint(self.path, model, optimizer, meta, keep)
+    def save_checkpoint(self, model, optimizer, meta, keep=2, metric_variables=()):
+        return checkpoint.save_checkpoint(self.path, model, optimizer, meta, keep,
+                                          metric_variables)
 
     def latest_checkpoint(self, log=print):
         """The newest readable checkpoint as ``(path, meta, arrays)``, or None."""

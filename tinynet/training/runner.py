@@ -7,6 +7,14 @@ newest readable checkpoint and continues with the next epoch; data order and aug
 depend only on ``(seed, epoch, step)``, so with ``deterministic=True`` (TensorFlow op
 determinism) a run killed anywhere -- mid-epoch included -- and resumed ends with weights
 bit-identical to an uninterrupted run.
+
+Inside an epoch, a checkpoint is also written every ``checkpoint_every`` (minutes or steps;
+``ckpt-<epochs>-s<steps>.npz``) and when SIGTERM arrives (a preemptible VM's or Colab's
+shutdown notice): the step in flight finishes, the checkpoint is written, and ``Preempted`` is
+raised (command lines exit 143). A run resumed from such a checkpoint continues at the next step
+with the very batches it would have had, its running training metrics and the epoch's lr log
+restored, so it too ends bit-identical (one replica; under several replicas only epoch
+checkpoints are written, and SIGTERM stops at once).
 """
 import json
 import os
@@ -23,11 +31,12 @@ import tinynet
 from tinynet import io as tio
 from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (TrainData: the input)
 from tinynet.data.pipeline import eval_dataset
-from tinynet.errors import TinynetError
+from tinynet.errors import Preempted, TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import ReplicaStatistics, format_duration
+from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag, ReplicaStatistics,
+                                        RestoreMetrics, format_duration)
 from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, prepare_model,
                                          synchronize_batch_norm)
@@ -84,6 +93,10 @@ class _Run:
         self.keep_stage_best = {i - 1 for i, s in enumerate(protocol.stages) if s.restart_from_best}
         self.callback_states = {}
         self.callbacks = []
+        # resumed inside an epoch: steps of epoch ``completed`` done, its EpochEnd progress and
+        # its running metric totals
+        self.steps_done, self.progress, self.metric_arrays = 0, None, None
+        self.saved_steps = 0  # steps into the next epoch of the newest checkpoint
         self._seconds = 0.0
         self._units = 0
 
@@ -101,7 +114,12 @@ class _Run:
     def completed(self):
         return len(self.history)
 
-    def restore(self, meta):
+    def restore(self, meta, arrays=None):
+        self.steps_done = meta.get("completed_steps", 0)
+        self.progress = meta.get("epoch_progress")
+        if self.steps_done:
+            names = sorted(k for k in arrays if k.startswith("metric_"))
+            self.metric_arrays = [arrays[k] for k in names]
         self.history = meta["history"]
         self.best = tuple(meta["best"]) if meta["best"] else None
         self.callback_states = meta["callbacks"]
@@ -135,12 +153,8 @@ class _Run:
         # lr.csv may run ahead of the checkpoint (a resume drops the extra rows), never behind
         self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
         self.rd.write_lr(self.lrs)
-        states = {cb.state_key: {"stage": p.stage_index, "state": cb.get_state()}
-                  for cb in self.callbacks if hasattr(cb, "get_state")}
-        meta = {"completed_epochs": epoch + 1, "seed": self.seed, "best": self.best,
-                "callbacks": states, "history": self.history, "stage_best": self.stage_best,
-                "fingerprint": self.protocol.fingerprint()}
-        self.rd.save_checkpoint(self.model, self.model.optimizer, meta)
+        self.rd.save_checkpoint(self.model, self.model.optimizer, self.meta(epoch + 1))
+        self.saved_steps = 0
         # The best weights are written after the checkpoint that records them: a kill in
         # between is repaired on resume (write_best_files), so they always belong to an epoch
         # the history keeps.
@@ -158,7 +172,25 @@ class _Run:
                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
                  f"val_top5 {row['val_top5']:.4f} {seconds:.1f}s ETA {format_duration(eta)}")
 
-    def write_state(self, status):
+    def meta(self, completed):
+        """The checkpoint record after ``completed`` epochs."""
+        stage = self.plan[min(completed, len(self.plan)) - 1].stage_index if completed else 0
+        states = {cb.state_key: {"stage": stage, "state": cb.get_state()}
+                  for cb in self.callbacks if hasattr(cb, "get_state")}
+        return {"completed_epochs": completed, "seed": self.seed, "best": self.best,
+                "callbacks": states, "history": self.history, "stage_best": self.stage_best,
+                "fingerprint": self.protocol.fingerprint()}
+
+    def save_in_epoch(self, epoch, steps, progress):
+        """An in-epoch checkpoint: ``steps`` batches of global epoch ``epoch`` (0-based) done."""
+        meta = dict(self.meta(epoch), completed_steps=steps, epoch_progress=progress)
+        self.rd.save_checkpoint(self.model, self.model.optimizer, meta,
+                                metric_variables=self.model.metrics_variables)
+        self.saved_steps = steps
+        self.write_state("running", steps)
+        return self.rd.checkpoint_name(epoch, steps)
+
+    def write_state(self, status, steps=0):
         last = self.plan[self.completed - 1] if self.completed else None
         self.rd.write_state({
             "status": status, "completed_epochs": self.completed,
@@ -167,7 +199,9 @@ class _Run:
             "stage_epoch": None if last is None else last.stage_epoch + 1,
             "best_val_accuracy": None if self.best is None else self.best[0],
             "best_epoch": None if self.best is None else self.best[1],
-            "checkpoint": self.rd.checkpoint_name(self.completed) if self.completed else None,
+            "steps_into_next_epoch": steps,
+            "checkpoint": (self.rd.checkpoint_name(self.completed, steps)
+                           if self.completed or steps else None),
             "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
 
     def plot(self):
@@ -230,7 +264,8 @@ def describe_strategy(strategy):
 def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
                  deterministic=False, restart=False, interpolation="nearest",
                  augment_backend="imgaug", strategy=None, sync_batch_norm=False,
-                 model_parallel=None, init_from=None, log=print):
+                 model_parallel=None, init_from=None, checkpoint_every=None, paper=None,
+                 log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
     ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
@@ -242,7 +277,11 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     ``devices`` argument); like the strategy, not part of the run's identity, so a run may
     resume on other devices.
     ``init_from``: a finished run directory whose final checkpoint (same model) starts this
-    run, recorded as its parent in config.json. Returns the finished model. Raises
+    run, recorded as its parent in config.json. ``checkpoint_every``: ``("seconds", n)`` or
+    ``("steps", n)`` (``tinynet.experiment.parse_interval``) between in-epoch
+    checkpoints, or None (epoch checkpoints, and one on SIGTERM). ``paper``: the figures the
+    paper reports for this experiment, recorded in config.json for ``tools/report.py``.
+    Returns the finished model; raises ``Preempted`` after SIGTERM's checkpoint. Raises
     ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
     it first).
     """
@@ -312,9 +351,14 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     save_final = not (found and tio.exists(rd.file(FINAL_MODEL)))
     if found:
         path, meta, arrays = found
-        stage_index = run.plan[min(meta["completed_epochs"], protocol.total_epochs) - 1].stage_index
+        done = meta["completed_epochs"]
+        # the optimizer of the epoch the checkpoint is inside of, or of the last one it finished
+        in_epoch = meta.get("completed_steps", 0) and done < protocol.total_epochs
+        stage_index = run.plan[done if in_epoch else min(done, protocol.total_epochs) - 1
+                               ].stage_index
         checkpoint.restore_variables(model, use_optimizer_of(stage_index), meta, arrays, path)
-        run.restore(meta)
+        run.restore(meta, arrays)
+        run.saved_steps = run.steps_done
         # history.csv may be ahead of (a fallback) or behind (a kill between the two writes)
         # the checkpoint; the checkpoint's rows are the truth.
         rd.write_history(run.history)
@@ -322,7 +366,9 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         run.write_best_files(run.completed)
         rd.remove_temporary_files()
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
-            f"{run.completed}/{protocol.total_epochs} epochs done")
+            f"{run.completed}/{protocol.total_epochs} epochs done"
+            + (f", {run.steps_done}/{run.plan[run.completed].steps} steps of the next"
+               if run.steps_done else ""))
     else:
         if resuming and tio.exists(rd.file("history.csv")):
             log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
@@ -335,32 +381,19 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                 identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
                 input_mean=None if mean is None else [float(m) for m in mean],
                 input_std=None if std is None else [float(v) for v in std],
-                parent=parent, distribution=placement, **provenance()))
+                parent=parent, distribution=placement, paper=paper, **provenance()))
 
-    while run.completed < protocol.total_epochs:
-        first = run.completed
-        p = run.plan[first]
-        session = StageSession(run, p.stage_index)
-        end = session.start + session.stage.epochs
-        if first == session.start and session.stage.restart_from_best:
-            path = rd.load_stage_best(model, p.stage_index - 1)
-            log(f"stage {p.stage_index + 1} starts from the best weights of stage "
-                f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
-                f"{run.stage_best[p.stage_index - 1][0]:.4f})")
-        with strategy.scope():
-            session.compile(model, use_optimizer_of(p.stage_index))
-        train, val = session.datasets(first, end)
-        # the replicas' BN statistics agree before validation and the checkpoint
-        run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1
-                         else []) + session.callbacks(first, run.on_epoch)
-        with strategy.scope():
-            model.fit(distribute_input(train, strategy), epochs=end, initial_epoch=first,
-                      steps_per_epoch=p.steps, validation_data=distribute_input(val, strategy),
-                      callbacks=run.callbacks, shuffle=False, verbose=0)
-        if run.completed != end:
-            raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
-                               f"{end} epochs")
-        run.plot()
+    in_epoch = replicas == 1 and chief  # in-epoch checkpoints need one replica's state
+    if checkpoint_every and not in_epoch:
+        log("note: --checkpoint-every writes epoch checkpoints only under several replicas "
+            "(their running statistics are per replica)")
+    with PreemptionFlag() as preemption:
+        try:
+            _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption,
+                   checkpoint_every if in_epoch else None, in_epoch, log)
+        except Preempted:
+            run.write_state("preempted", run.saved_steps)
+            raise
 
     if save_final:
         rd.save_model(model, FINAL_MODEL)
@@ -370,3 +403,51 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     log(f"done: {protocol.total_epochs} epochs; best val_accuracy {best[0]:.4f} at epoch "
         f"{best[1]}; run dir {run_dir}")
     return model
+
+
+def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, every, in_epoch,
+           log):
+    """The epochs left, stage by stage (an epoch resumed inside first, on its own)."""
+    while run.completed < protocol.total_epochs:
+        if preemption.received:  # arrived before training started: nothing new to save
+            raise Preempted("before training")
+        first, steps_done = run.completed, run.steps_done
+        p = run.plan[first]
+        session = StageSession(run, p.stage_index)
+        # an epoch resumed inside runs alone, then the stage goes on from the next epoch
+        end = first + 1 if steps_done else session.start + session.stage.epochs
+        if first == session.start and not steps_done and session.stage.restart_from_best:
+            path = rd.load_stage_best(model, p.stage_index - 1)
+            log(f"stage {p.stage_index + 1} starts from the best weights of stage "
+                f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
+                f"{run.stage_best[p.stage_index - 1][0]:.4f})")
+        with strategy.scope():
+            session.compile(model, use_optimizer_of(p.stage_index))
+        train, val = session.datasets(first, end, first_step=steps_done)
+        epoch_end = None
+        callbacks = session.callbacks(first, run.on_epoch, steps_done, run.progress)
+        for cb in callbacks:
+            if hasattr(cb, "progress"):
+                epoch_end = cb
+        save = None
+        if in_epoch:
+            save = lambda epoch, steps: run.save_in_epoch(epoch, steps, epoch_end.progress())  # noqa: E731
+        guard = InEpochCheckpoint(save, p.steps, every, preemption, steps_done, log)
+        restore = []
+        if steps_done:
+            # the compiled metrics' totals exist once the model is built symbolically
+            model._symbolic_build(data_batch=train.element_spec)
+            restore = [RestoreMetrics(run.metric_arrays)]
+        # the replicas' BN statistics agree before validation and the checkpoint
+        run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1
+                         else []) + restore + callbacks + [guard]
+        with strategy.scope():
+            model.fit(distribute_input(train, strategy), epochs=end, initial_epoch=first,
+                      steps_per_epoch=p.steps - steps_done,
+                      validation_data=distribute_input(val, strategy),
+                      callbacks=run.callbacks, shuffle=False, verbose=0)
+        run.steps_done, run.progress, run.metric_arrays = 0, None, None
+        if run.completed != end:
+            raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
+                               f"{end} epochs")
+        run.plot()

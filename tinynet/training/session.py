@@ -96,7 +96,9 @@ class StageSession:
         # uninterrupted one and drift in the last bits.
         model.make_train_function(force=True)
 
-    def datasets(self, first, end):
+    def datasets(self, first, end, first_step=0):
+        """Training batches of epochs ``[first, end)`` (less the first ``first_step`` of epoch
+        ``first``, already trained) and the validation set."""
         run, stage, p = self.run, self.stage, self.run.plan[first]
         augment = get_augmenter(stage.augment, run.augment_backend) if stage.augment else None
         train = train_dataset(run.data.train, seed=run.seed, first_epoch=first,
@@ -104,11 +106,12 @@ class StageSession:
                               batch_size=stage.batch_size, sample_offset=p.sample_offset,
                               resolution=stage.resolution, augment=augment,
                               interpolation=run.interpolation, mean=run.mean, std=run.std,
-                              batch_transform=self.mixup())
+                              batch_transform=self.mixup(), first_step=first_step)
         return train, run.val_dataset(self.label_transform())
 
-    def callbacks(self, first, on_epoch):
-        """The stage's lr callback (its saved state restored) and the per-epoch recorder."""
+    def callbacks(self, first, on_epoch, steps_done=0, progress=None):
+        """The stage's lr callback (its saved state restored) and the per-epoch recorder;
+        ``steps_done``/``progress``: epoch ``first`` resumes after that many of its steps."""
         run, policy = self.run, self.stage.lr
         n = len(run.data.train)
         callbacks = []
@@ -125,5 +128,6 @@ class StageSession:
         lr_at = None
         if policy.per_iteration:
             lr_at = lambda it: policy.value(0, it - stage_first_iteration, self.steps)  # noqa: E731
-        callbacks.append(EpochEnd(on_epoch, run.protocol.iterations_before(first, n), lr_at))
+        callbacks.append(EpochEnd(on_epoch, run.protocol.iterations_before(first, n) + steps_done,
+                                  lr_at, progress=progress if steps_done else None))
         return callbacks

@@ -1,0 +1,145 @@
+"""Checkpoints inside an epoch (``--checkpoint-every``) and SIGTERM (a preemptible VM's notice):
+the file names and their order, the interval flag, and end to end: a run killed or terminated
+inside an epoch resumes at that step and ends bit-identical to an uninterrupted one -- weights,
+optimizer state, history (training metrics included) and lr.csv."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tinynet.experiment import parse_interval
+from tinynet.training import checkpoint
+
+from conftest import REPO, run_script
+
+SCRIPT = "densenet_model1.py"
+# 8 epochs of 4 steps (every stage of the protocol) at 1/16 width on the --quick data
+TINY = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
+        "--deterministic"]
+
+
+def test_in_epoch_checkpoint_names_sort_after_their_epoch(tmp_path):
+    folder = tmp_path / checkpoint.FOLDER
+    folder.mkdir()
+    names = ["ckpt-00002.npz", "ckpt-00002-s000010.npz", "ckpt-00002-s000003.npz",
+             "ckpt-00003.npz", "ckpt-00001-s000999.npz", "stage-1-best.npz", ".tmp-x-ckpt-9.npz"]
+    for n in names:
+        (folder / n).write_bytes(b"")
+    assert [os.path.basename(p) for p in checkpoint.list_checkpoints(str(tmp_path))] == [
+        "ckpt-00003.npz", "ckpt-00002-s000010.npz", "ckpt-00002-s000003.npz",
+        "ckpt-00002.npz", "ckpt-00001-s000999.npz"]
+    assert checkpoint.checkpoint_path("r", 2, 10).endswith("ckpt-00002-s000010.npz")
+    assert checkpoint.checkpoint_path("r", 2).endswith("ckpt-00002.npz")
+
+
+def test_checkpoint_interval_flag():
+    assert parse_interval("10m") == ("seconds", 600.0)
+    assert parse_interval("90s") == ("seconds", 90.0)
+    assert parse_interval("1.5h") == ("seconds", 5400.0)
+    assert parse_interval("500steps") == ("steps", 500)
+    assert parse_interval("off") is None
+    for bad in ("10", "-1m", "1.5steps", "soon"):
+        with pytest.raises(ValueError, match="expected a duration"):
+            parse_interval(bad)
+
+
+def test_bad_interval_is_one_line_exit_2(tmp_path):
+    proc = run_script(SCRIPT, "--quick", "--checkpoint-every", "often", "--run-dir",
+                      tmp_path / "run", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--checkpoint-every" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+# -- end to end (slow: three tiny runs of ~40 s each) ------------------------------------------
+def start(run_dir, data_dir, *extra):
+    cmd = [sys.executable, os.path.join(REPO, "experiments", SCRIPT), *TINY,
+           "--data-dir", str(data_dir), "--run-dir", str(run_dir), *map(str, extra)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(predicate, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def assert_same_run(run_dir, ref_dir, epochs=8):
+    name = f"ckpt-{epochs:05d}.npz"
+    with np.load(ref_dir / "checkpoints" / name) as a, np.load(run_dir / "checkpoints" / name) as b:
+        keys = [k for k in a.files if k != "meta"]
+        assert len(keys) > 100 and set(keys) == set(b.files) - {"meta"}
+        for k in keys:
+            np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    history = [pd.read_csv(d / "history.csv").drop(columns="seconds") for d in (run_dir, ref_dir)]
+    pd.testing.assert_frame_equal(*history)  # training loss/accuracy of the resumed epoch too
+    assert (run_dir / "lr.csv").read_text() == (ref_dir / "lr.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(quick_data_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_sigkill_inside_an_epoch_resumes_bit_identically(reference, quick_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, quick_data_dir, "--checkpoint-every", "1steps")
+    # killed after step 2 of epoch 6 (stage 5, augmented) was checkpointed
+    target = run_dir / "checkpoints" / "ckpt-00005-s000002.npz"
+    assert wait_for(target.exists, proc), proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    names = os.listdir(run_dir / "checkpoints")
+    assert "ckpt-00008.npz" not in names and any("-s0000" in n for n in names)
+
+    resumed = run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    line = [l for l in resumed.stdout.splitlines() if l.startswith("resuming")][0]
+    assert "steps of the next" in line, line
+    assert_same_run(run_dir, reference)
+
+
+@pytest.mark.slow
+def test_sigterm_at_a_random_step_checkpoints_exits_143_and_resumes(reference, quick_data_dir,
+                                                                    tmp_path):
+    delay = random.Random(os.getpid()).uniform(0.0, 6.0)
+    run_dir = tmp_path / "run"
+    proc = start(run_dir, quick_data_dir)  # no --checkpoint-every: SIGTERM alone saves
+    state = run_dir / "state.json"
+
+    def started():
+        try:
+            return json.loads(state.read_text())["completed_epochs"] >= 1
+        except (OSError, ValueError):
+            return False
+
+    assert wait_for(started, proc), proc.communicate()
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate()
+    assert proc.returncode == 143, (delay, out, err)
+    assert "Traceback" not in err
+    said = [l for l in out.splitlines() if l.startswith("SIGTERM: stopped")]
+    assert len(said) == 1, (delay, out)
+    recorded = json.loads(state.read_text())
+    assert recorded["status"] == "preempted"
+    assert recorded["checkpoint"] in os.listdir(run_dir / "checkpoints")
+    assert recorded["checkpoint"] in said[0]
+
+    resumed = run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    assert f"from {recorded['checkpoint']}" in resumed.stdout
+    assert_same_run(run_dir, reference)
+    assert json.loads(state.read_text())["status"] == "complete"
