@@ -43,6 +43,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.reports import figure, paper_record, protocol_differences  # noqa: E402
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,  # noqa: E402
                                 load_data, positive_int, resolve_quick, run_cli, run_experiment)
 from tinynet.training.lr import Cosine, CosineWarmRestarts, NYURule, StepDecay  # noqa: E402
@@ -67,6 +68,20 @@ PUBLISHED = {"validation_accuracy": 0.9484, "test_accuracy_best_checkpoint": 0.9
              "test_accuracy_end": 0.9451}
 PUBLISHED_SWEEP = {"adadelta": 0.9032, "adam": 0.8742, "sgd": 0.8490, "sgdn": 0.8474,
                    "adagrad": 0.8426}
+CITATION = ('Singh, Kumar & Biyani, "Mini-Project 1: Residual Network Design", NYU (seed 004; '
+            'code 95anantsingh/NYU-ResNet-On-Steroids)')
+HEADLINE = [  # ResNet-24, Adadelta, the code's lr rule, mixup: 200 epochs, then 200 more
+    figure("ResNet-24, 200 + 200 epochs: best validation accuracy (45k/5k split)",
+           "val_accuracy", PUBLISHED["validation_accuracy"], at="best"),
+    figure("ResNet-24, 200 + 200 epochs: test accuracy of the best checkpoint", "test_accuracy",
+           PUBLISHED["test_accuracy_best_checkpoint"], at="best"),
+    figure("ResNet-24, 200 + 200 epochs: test accuracy at the end of the run", "test_accuracy",
+           PUBLISHED["test_accuracy_end"], at="final"),
+]
+SWEEP_FIGURES = {name: figure(f"ResNet-24, {name}, {SWEEP_EPOCHS} epochs: best validation "
+                              f"accuracy (Fig. 5a)", "val_accuracy", value, at="best")
+                 for name, value in PUBLISHED_SWEEP.items()}
+FIGURES = HEADLINE + list(SWEEP_FIGURES.values())
 # A CPU demo: ResNet-24 itself on 10 generated classes, 8 epochs of 4 batches (the rule's
 # decay scaled to epoch 5), about 1.5 minutes on 2 cores.
 QUICK = QuickPreset(width=1.0, steps_per_epoch=None, epochs_scale=0.04,
@@ -119,6 +134,34 @@ def test_evaluation(run_dir, log=print):
     return result
 
 
+def paper(args, sweep_optimizer=None):
+    """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``): the
+    headline run's, comparable for the continued run (``--continue-epochs 200`` after 200
+    epochs), or with ``sweep_optimizer`` that optimizer's Fig. 5a figure."""
+    extra = [what for what, differs in (
+        (f"--model {args.model} (the paper's figures: ResNet-24, {MODEL})", args.model != MODEL),
+        (f"--optimizer {args.optimizer} (the paper's run: adadelta)",
+         not sweep_optimizer and args.optimizer != "adadelta"),
+        (f"--epochs {args.epochs} (the paper's: {EPOCHS})",
+         not sweep_optimizer and args.epochs != EPOCHS),
+        (f"--schedule {args.schedule} (the paper's text; the figures came from the code's rule)",
+         args.schedule != "code"),
+        ("--no-mixup (the figures are with mixup)", args.no_mixup),
+        (f"--val-split {args.val_split} (the paper's: {VAL_SPLIT})",
+         args.val_split is not None and args.val_split != VAL_SPLIT),
+        (f"--split-seed {args.split_seed} (the paper's: {SPLIT_SEED})",
+         args.split_seed is not None and args.split_seed != SPLIT_SEED)) if differs]
+    if sweep_optimizer:
+        figures = [dict(SWEEP_FIGURES[sweep_optimizer], comparable=True)]
+    elif args.continue_epochs == EPOCHS:
+        figures = [dict(f, comparable=True) for f in HEADLINE]
+    else:
+        figures = [dict(f, comparable=False, note=f"after {EPOCHS} epochs and {EPOCHS} more from "
+                                                  f"their final checkpoint (--continue-epochs "
+                                                  f"{EPOCHS})") for f in HEADLINE]
+    return paper_record(CITATION, figures, protocol_differences(args, extra))
+
+
 def sweep(args, data, model_kwargs):
     """Fig. 5a: one 60-epoch run per optimizer (run dirs RUN_DIR/<optimizer>) and a table."""
     from tinynet import io as tio
@@ -130,7 +173,7 @@ def sweep(args, data, model_kwargs):
         sub = argparse.Namespace(**dict(vars(args), run_dir=run_dir))
         run_experiment(sub, protocol(name, args.schedule, SWEEP_EPOCHS, mixup=not args.no_mixup,
                                      name=f"nyu_cifar10_sweep_{name}"),
-                       args.model, model_kwargs, data=data)
+                       args.model, model_kwargs, data=data, paper=paper(sub, name))
         state = tio.read_json(tio.join(run_dir, "state.json"))
         rows.append((name, f"{state['best_val_accuracy']:.4f}", f"{PUBLISHED_SWEEP[name]:.4f}",
                      state["completed_epochs"]))
@@ -139,7 +182,7 @@ def sweep(args, data, model_kwargs):
     print(table, flush=True)
 
 
-def main(argv=None):
+def parse_args(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL,
@@ -172,6 +215,11 @@ def main(argv=None):
     if args.sweep_optimizers and args.strategy == "multiworker":
         parser.error("--sweep-optimizers runs one protocol after another; under --strategy "
                      "multiworker run each optimizer as its own command (--optimizer)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     model_kwargs = {}
     data = load_data(args)
     if args.sweep_optimizers:
@@ -185,7 +233,8 @@ def main(argv=None):
     p = protocol(args.optimizer, args.schedule, epochs, mixup=not args.no_mixup)
     if init_from:
         p = dataclasses.replace(p, name=p.name + "_continued")
-    run_experiment(args, p, args.model, model_kwargs, data=data, init_from=init_from)
+    run_experiment(args, p, args.model, model_kwargs, data=data, init_from=init_from,
+                   paper=paper(args))
     test_evaluation(args.run_dir, lambda line: print(line, flush=True))
 
 

@@ -36,6 +36,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.reports import figure, paper_record, protocol_differences  # noqa: E402
 from tinynet.experiment import (OneLineParser, add_common_arguments, resolve_quick,  # noqa: E402
                                 run_cli, run_experiment)
 from tinynet.training.lr import Plateau  # noqa: E402
@@ -68,15 +69,36 @@ FIXED_64 = dataclasses.replace(
 
 PROTOCOLS = {"progressive": PROGRESSIVE, "64": FIXED_64}
 
+CITATION = ('Abai & Rajmalwar 2019, "DenseNet Models for Tiny ImageNet Classification", '
+            'arXiv:1904.10429, Model 1 (reproduced in seed 002)')
+FIGURES = [  # the progressive protocol, about 26 hours on a Colab K80
+    figure("Model 1, progressive resizing: top-1 validation accuracy", "val_accuracy", 0.595,
+           at="best"),
+    figure("Model 1, progressive resizing: training accuracy", "train_accuracy", 0.67,
+           at="final"),
+]
 
-def main(argv=None):
+
+def paper(args):
+    """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``)."""
+    extra = [] if args.stages == "progressive" else [
+        f"--stages {args.stages} (all stages at 64 px: no progressive resizing)"]
+    return paper_record(CITATION, [dict(f, comparable=True) for f in FIGURES],
+                        protocol_differences(args, extra))
+
+
+def parse_args(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", choices=sorted(PROTOCOLS), default="progressive",
                         help="progressive: the paper's five stages; 64: all at 64 px (ablation)")
     add_common_arguments(parser, EXPERIMENT)
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT)
-    run_experiment(args, PROTOCOLS[args.stages], MODEL)
+    return resolve_quick(parser.parse_args(argv), EXPERIMENT)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_experiment(args, PROTOCOLS[args.stages], MODEL, paper=paper(args))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.reports import figure, paper_record, protocol_differences  # noqa: E402
 from tinynet.experiment import (OneLineParser, add_common_arguments, resolve_quick,  # noqa: E402
                                 run_cli, run_experiment)
 from tinynet.training.lr import Cyclic  # noqa: E402
@@ -67,15 +68,38 @@ def protocol(optimizer="rmsprop"):
     )
 
 
-def main(argv=None):
+CITATION = ('Abai & Rajmalwar 2019, "DenseNet Models for Tiny ImageNet Classification", '
+            'arXiv:1904.10429, Model 2 (reproduced in seed 002)')
+FIGURES = [  # 108 epochs, RMSprop as the code, about 36 hours on Colab
+    figure("Model 2, six cyclic-lr phases: top-1 validation accuracy", "val_accuracy", 0.6273,
+           at="best"),
+    figure("Model 2, six cyclic-lr phases: training accuracy", "train_accuracy", 0.6811,
+           at="final"),
+]
+
+
+def paper(args):
+    """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``)."""
+    extra = [] if args.optimizer == "rmsprop" else [
+        f"--optimizer {args.optimizer} (the paper's text; the code that made the figures ran "
+        f"RMSprop)"]
+    return paper_record(CITATION, [dict(f, comparable=True) for f in FIGURES],
+                        protocol_differences(args, extra))
+
+
+def parse_args(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="rmsprop",
                         help="rmsprop (1e-4, epsilon 1e-8: the original code) or adam (1e-4: "
                              "the paper's text)")
     add_common_arguments(parser, EXPERIMENT)
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT)
-    run_experiment(args, protocol(args.optimizer), MODEL)
+    return resolve_quick(parser.parse_args(argv), EXPERIMENT)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    run_experiment(args, protocol(args.optimizer), MODEL, paper=paper(args))
 
 
 if __name__ == "__main__":

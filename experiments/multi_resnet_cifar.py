@@ -56,6 +56,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.reports import figure, paper_record, protocol_differences  # noqa: E402
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,  # noqa: E402
                                 positive_int, resolve_quick, run_cli, run_experiment)
 from tinynet.training.lr import StepDecay  # noqa: E402
@@ -84,6 +85,27 @@ PUBLISHED = {
     ("bottleneck", 398, 5): {"cifar10": 0.0392, "cifar100": 0.2059},
     ("bottleneck", 1001, 1): {"cifar10": 0.0462, "cifar100": 0.2271},
 }
+TABLES = {("basic", 110, 1): "Table I", ("basic", 8, 23): "Table I", ("basic", 14, 10): "Table I",
+          ("basic", 68, 1): "Table II, median of 5 runs",
+          ("basic", 8, 4): "Table II, median of 5 runs",
+          ("basic", 20, 4): "Table II, median of 5 runs"}
+CITATION = ('Abdi & Nahavandi 2016, "Multi-Residual Networks", arXiv:1609.05672 (seed 003; code '
+            'masoudabd/multi-resnet)')
+
+
+def published_figure(block, depth, k, dataset):
+    """The paper's figure for a configuration (PUBLISHED) as a report figure, or None."""
+    value = PUBLISHED.get((block, depth, k), {}).get(dataset)
+    if value is None:
+        return None
+    name = "pre-resnet" if k == 1 else "multi-resnet"
+    table = TABLES.get((block, depth, k), "Table III")
+    return figure(f"{name} {depth}, k={k} ({block}), {dataset.upper().replace('CIFAR', 'CIFAR-')}: "
+                  f"test error, best over epochs ({table})", "test_error", value, at="best")
+
+
+FIGURES = [published_figure(*key, dataset) for key, by_dataset in PUBLISHED.items()
+           for dataset in by_dataset]
 DEFAULT_MODEL = {"block": "bottleneck", "depth": 200, "k": 5}
 QUICK_MODEL = {"block": "basic", "depth": 8, "k": 4}
 QUICK = QuickPreset(width=0.25, steps_per_epoch=4, epochs_scale=3 / EPOCHS,
@@ -136,7 +158,22 @@ def test_errors(run_dir, published=None, differences=(), log=print):
     return result
 
 
-def main(argv=None):
+def paper(args):
+    """The paper's figure for this run's configuration (``PUBLISHED``), if it has one
+    (``tinynet.evaluation.reports.paper_record``)."""
+    extra = [what for what, differs in (
+        (f"shortcut {args.shortcut} (the code's CIFAR default: A)",
+         (args.shortcut or "A") != "A" and args.block == "basic"),
+        (f"--val-split {args.val_split} (the paper selects its figure on the test set)",
+         bool(args.val_split)),
+        (f"--epochs {args.epochs} (the code's: {EPOCHS})", args.epochs != EPOCHS)) if differs]
+    found = published_figure(args.block, args.depth, args.k, args.dataset.replace("synthetic-", ""))
+    return paper_record(CITATION, [dict(found, comparable=True)] if found else [],
+                        protocol_differences(args, extra, datasets=tuple(STATISTICS)))
+
+
+def parse_args(argv=None):
+    """The flags, resolved: --quick's preset, and --block/--depth/--k filled in."""
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--block", choices=["basic", "bottleneck"], default=None,
                         help="basic (depth 6n+2) or bottleneck (9n+2) blocks (default "
@@ -158,8 +195,14 @@ def main(argv=None):
         parser.error(f"Multi-ResNet trains on CIFAR-10 or -100, not {args.dataset!r}")
     defaults = QUICK_MODEL if args.quick and not (args.block or args.depth or args.k) else (
         DEFAULT_MODEL)
-    block, depth, k = (args.block or defaults["block"], args.depth or defaults["depth"],
-                       args.k or defaults["k"])
+    args.block, args.depth, args.k = (args.block or defaults["block"],
+                                      args.depth or defaults["depth"], args.k or defaults["k"])
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    block, depth, k = args.block, args.depth, args.k
     model_kwargs = {"block": block, "depth": depth, "k": k}
     if args.shortcut:
         model_kwargs["shortcut"] = args.shortcut
@@ -173,7 +216,8 @@ def main(argv=None):
         (f"shortcut {args.shortcut}", (args.shortcut or "A") != "A" and block == "basic"),
         (f"{args.epochs_scale:g} x epochs", args.epochs_scale != 1.0),
         ("--steps-per-epoch", args.steps_per_epoch is not None)) if differs]
-    run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs)
+    run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs,
+                   paper=paper(args))
     test_errors(args.run_dir, published, differences, lambda line: print(line, flush=True))
 
 

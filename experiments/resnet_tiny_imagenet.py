@@ -31,6 +31,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from tinynet.evaluation.reports import figure, paper_record, protocol_differences  # noqa: E402
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,  # noqa: E402
                                 resolve_quick, run_cli, run_experiment)
 from tinynet.training.lr import Constant  # noqa: E402
@@ -59,7 +60,35 @@ def protocol(variant):
                      for epochs, lr in schedule))
 
 
-def main(argv=None):
+CITATION = ('"Tiny ImageNet Challenge with ResNets" (seed 001): ResNet-34, full pre-activation '
+            'blocks (e), batch 100, 1,000 iterations per epoch, on a K80')
+FIGURES = {  # variant -> its published figures (ResNet-34, block e)
+    "vanilla": [figure("ResNet-34 (e) vanilla: validation error at 15k iterations",
+                       "val_error", 0.48, at="final")],
+    "improved": [figure("ResNet-34 (e) + stochastic depth, mean subtraction, flips: "
+                        "validation error", "val_error", 0.437, at="final"),
+                 figure("ResNet-34 (e) + stochastic depth, mean subtraction, flips: test error",
+                        "test_error", 0.451, at="final",
+                        note="the test labels are not public: the challenge server's figure")],
+    "final": [figure("ResNet-34 (e) + heavy augmentation: validation error after 70k "
+                     "iterations", "val_error", 0.3468, at="final")],
+}
+
+
+def paper(args):
+    """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``): the
+    three variants', comparable only for the run's own variant of ResNet-34 (e)."""
+    extra = [what for what, differs in (
+        (f"ResNet-{args.depth} (the paper's figures: ResNet-34)", args.depth != 34),
+        (f"block {args.block} (the paper's figures: e, full pre-activation)",
+         args.block != "e")) if differs]
+    figures = [dict(f, comparable=True) if variant == args.variant else
+               dict(f, comparable=False, note=f"the {variant} variant; this run is {args.variant}")
+               for variant in VARIANTS for f in FIGURES[variant]]
+    return paper_record(CITATION, figures, protocol_differences(args, extra))
+
+
+def parse_args(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, choices=[18, 34, 50, 101, 152], default=34)
@@ -69,12 +98,17 @@ def main(argv=None):
     parser.add_argument("--stem", choices=["tiny", "imagenet"], default="tiny")
     parser.add_argument("--batch-norm", choices=["keras", "fused"], default="fused")
     add_common_arguments(parser, EXPERIMENT, QUICK)
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    return resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     _, survival, _ = VARIANTS[args.variant]
     model_kwargs = {"variant": args.block, "stem": args.stem, "batch_norm": args.batch_norm,
                     "stochastic_depth": survival, "seed": args.seed,
                     "weight_decay": WEIGHT_DECAY}
-    run_experiment(args, protocol(args.variant), f"resnet{args.depth}", model_kwargs)
+    run_experiment(args, protocol(args.variant), f"resnet{args.depth}", model_kwargs,
+                   paper=paper(args))
 
 
 if __name__ == "__main__":
