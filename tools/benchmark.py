@@ -75,8 +75,10 @@ def build_for_training(name, width, num_classes=200, jit_compile=False, strategy
     from tinynet.training.distribute import prepare_model
 
     keras.utils.set_random_seed(0)
+    if width is not None:
+        model_kwargs["width"] = width
     with strategy.scope() if strategy else contextlib.nullcontext():
-        model = get_model(name, num_classes=num_classes, width=width, **model_kwargs)
+        model = get_model(name, num_classes=num_classes, **model_kwargs)
         model.compile(optimizer=keras.optimizers.Adam(1e-3),
                       loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"],
                       jit_compile=jit_compile)
@@ -354,6 +356,48 @@ def cmd_parallel(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
+# seed 000's batch size and epochs per backbone (experiments/denresnet.py SCHEDULE)
+DENRESNET_BATCH = {"resnet18": 128, "resnet34": 64, "resnet50": 64, "resnet101": 24,
+                   "resnet152": 24, "densenet121": 24}
+TINY_IMAGENET_TRAIN = 100_000
+
+
+def cmd_transfer(args):
+    """DenResNet's backbones (seed 000): training ms per step at the 64 px of the data and at
+    the 224 px the images are scaled up to inside the model, and what a Tiny ImageNet epoch
+    at the paper's batch size would take at that rate."""
+    rows = []
+    for backbone in args.backbones:
+        for size in args.image_sizes:
+            model = build_for_training(f"transfer_{backbone}", None, 200, image_size=size)
+            ips = measure_training(model, args.batch_size, 64, args.steps, args.warmup, 200)
+            ms = args.batch_size / ips * 1000
+            batch = DENRESNET_BATCH.get(backbone, 64)
+            hours = TINY_IMAGENET_TRAIN / ips / 3600
+            rows.append((backbone, f"{model.count_params():,}", size, args.batch_size,
+                         f"{ms:.0f}", f"{ms / args.batch_size:.1f}", batch,
+                         f"{batch / ips:.1f}", f"{hours:.1f}"))
+            print(f"{backbone} {size}px: {ms:.0f} ms/step at batch {args.batch_size}", flush=True)
+            del model
+            import keras
+            keras.backend.clear_session()
+    table = markdown_table(
+        ["backbone", "parameters", "px in the model", "batch", "ms/step", "ms/image",
+         "paper's batch", "s/step at it", "h per 100k-image epoch"], rows)
+    print(table)
+    note = (f"`python tools/benchmark.py transfer` ({args.steps} timed steps after "
+            f"{args.warmup} warm-up steps, Adam, random 64 px inputs resized inside the model, "
+            f"random initialisation: the speed does not depend on the weights). The last two "
+            f"columns extrapolate linearly from the measured batch to the paper's batch and to "
+            f"one pass over Tiny ImageNet's 100,000 training images; the paper reports about "
+            f"15 min per epoch for the shallow backbones and over 120 min for the deepest on "
+            f"one K80.")
+    if args.record:
+        record("DenResNet backbones (seed 000): training step time at 64 and 224 px",
+               table, note)
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -395,6 +439,14 @@ def main(argv=None):
     pa.add_argument("--warmup", type=positive_int, default=2)
     pa.add_argument("--width", type=float, default=1.0)
     pa.add_argument("--no-record", dest="record", action="store_false")
+    t = sub.add_parser("transfer", help="seed 000's backbones: ms/step at 64 and 224 px")
+    t.add_argument("--backbones", nargs="+", choices=sorted(DENRESNET_BATCH) + [
+        "resnet50v2", "resnet101v2", "resnet152v2"], default=list(DENRESNET_BATCH))
+    t.add_argument("--image-sizes", type=positive_int, nargs="+", default=[64, 224])
+    t.add_argument("--batch-size", type=positive_int, default=8)
+    t.add_argument("--steps", type=positive_int, default=3)
+    t.add_argument("--warmup", type=positive_int, default=1)
+    t.add_argument("--no-record", dest="record", action="store_false")
     args = parser.parse_args(argv)
     if args.command == "parallel":
         from tinynet.training.distribute import parse_devices
@@ -409,7 +461,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
     {"train": cmd_train, "quick": cmd_quick, "pipeline": cmd_pipeline,
-     "resnet": cmd_resnet, "cifar": cmd_cifar, "parallel": cmd_parallel}[args.command](args)
+     "resnet": cmd_resnet, "cifar": cmd_cifar, "parallel": cmd_parallel,
+     "transfer": cmd_transfer}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""experiments/denresnet.py: the paper's per-backbone schedule as data, the two-phase option,
+``--quick`` end to end on generated Tiny ImageNet without a download, freezing that really
+freezes, and a two-phase run killed inside an epoch of its second phase that resumes
+bit-identically."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_script
+
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+import denresnet  # noqa: E402
+
+SCRIPT = "denresnet.py"
+
+
+def test_schedule_is_the_papers():
+    # section 3.3: batch 128 for ResNet18, 64 for ResNet34/50, 24 for ResNet101/152 and
+    # DenseNet121; 50 epochs for ResNet18, 10 for the rest
+    expected = {"resnet18": (128, 50), "resnet34": (64, 10), "resnet50": (64, 10),
+                "resnet101": (24, 10), "resnet152": (24, 10), "densenet121": (24, 10)}
+    for backbone, (batch, epochs) in expected.items():
+        p = denresnet.protocol(backbone)
+        assert [(s.batch_size, s.epochs) for s in p.stages] == [(batch, epochs)]
+        stage = p.stages[0]
+        assert stage.augment == "flip" and stage.freeze == () and p.normalize is None
+        assert (stage.lr.factor, stage.lr.patience, stage.lr.monitor) == (0.1, 2, "val_accuracy")
+        assert p.optimizer == {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9,
+                               "weight_decay": 1e-4, "weight_decay_mode": "coupled"}
+
+
+def test_two_phase_freezes_the_backbone_then_fine_tunes_everything_at_a_lower_lr():
+    p = denresnet.protocol("resnet101", plateau_patience=3, two_phase=True, head_fraction=0.3)
+    head, whole = p.stages
+    assert (head.epochs, whole.epochs) == (3, 7)
+    assert head.freeze == ("backbone",) and whole.freeze == ()
+    assert head.optimizer is None and whole.optimizer["learning_rate"] == 0.001
+    assert whole.lr.patience == 3
+    # each phase keeps at least one epoch
+    assert [s.epochs for s in denresnet.protocol("resnet50", two_phase=True,
+                                                 head_fraction=0.01).stages] == [1, 9]
+    assert [s.epochs for s in denresnet.protocol("resnet50", two_phase=True,
+                                                 head_fraction=0.99).stages] == [9, 1]
+
+
+def test_quick_runs_end_to_end_without_a_download(quick_data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_script(SCRIPT, "--quick", "--ten-crop", "--data-dir", quick_data_dir,
+                      "--run-dir", run_dir, env={"KERAS_HOME": str(tmp_path / "keras")})
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "transfer_resnet18"
+    assert config["model_kwargs"] == {"image_size": 32, "weights": None}
+    assert config["paper"]["figures"][0]["value"] == 0.200
+    assert "generated data" in " ".join(config["paper"]["differences"])
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert set(evaluation) >= {"val", "val_ten_crop"} and evaluation["crop_size"] == 56
+    assert abs(evaluation["val"]["top1_accuracy"]
+               - json.loads((run_dir / "state.json").read_text())["best_val_accuracy"]) < 1e-6
+    assert "val ten crop: top-1" in proc.stdout
+    assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--weights", "nowhere.weights.h5"], "no such file"),
+    (["--head-fraction", "1.5"], "--head-fraction must be in (0, 1)"),
+    (["--crop-size", "65"], "--crop-size"),
+    (["--weights", "imagenet"], "no Keras ImageNet weights"),  # ResNet18
+])
+def test_bad_input_is_one_line_exit_2(args, message, quick_data_dir, tmp_path):
+    proc = run_script(SCRIPT, "--quick", "--data-dir", quick_data_dir,
+                      "--run-dir", tmp_path / "run", *args, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert message in last and "error: " in last, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+# -- two phases, killed and resumed (slow: three runs of ~30 s) -----------------------------------
+# one epoch of each phase (50 epochs x 0.02: the head 1, the whole network 49 -> 1), 4 steps each
+TWO_PHASE = ["--quick", "--two-phase", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
+             "--deterministic"]
+
+
+def initial_weights(path):
+    """A whole-model weights file, the run's starting point (``--weights PATH``)."""
+    from tinynet.models import get_model
+    model = get_model("transfer_resnet18", num_classes=20, image_size=32)
+    model.save_weights(str(path))
+    return model
+
+
+def checkpoint_variables(path):
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        return {p: data[f"model_{i:05d}"] for i, p in enumerate(meta["model_variables"])}
+
+
+@pytest.fixture(scope="module")
+def two_phase_reference(quick_data_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("two_phase")
+    weights = folder / "init.weights.h5"
+    model = initial_weights(weights)
+    run_dir = folder / "run"
+    run_script(SCRIPT, *TWO_PHASE, "--weights", weights, "--checkpoint-every", "off",
+               "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    return run_dir, weights, model
+
+
+@pytest.mark.slow
+def test_phase_one_changes_the_head_only(two_phase_reference):
+    run_dir, _, model = two_phase_reference
+    after_head = checkpoint_variables(run_dir / "checkpoints" / "ckpt-00001.npz")
+    after_all = checkpoint_variables(run_dir / "checkpoints" / "ckpt-00002.npz")
+    backbone = model.get_layer("backbone").variables
+    head = model.get_layer("predictions").variables
+    assert len(backbone) == len(model.variables) - 2 and len(head) == 2
+    assert any("moving_mean" in v.path for v in backbone)  # BN statistics are checked too
+    for v in backbone:  # frozen, BatchNorm in inference mode: nothing moved
+        np.testing.assert_array_equal(after_head[v.path], np.asarray(v), err_msg=v.path)
+    for v in head:
+        assert not np.array_equal(after_head[v.path], np.asarray(v)), v.path
+    moved = [v.path for v in backbone if not np.array_equal(after_all[v.path], after_head[v.path])]
+    assert len(moved) > len(backbone) // 2  # phase two trains (and updates the BN of) it
+
+
+@pytest.mark.slow
+def test_two_phase_sigkill_inside_phase_two_resumes_bit_identically(two_phase_reference,
+                                                                    quick_data_dir, tmp_path):
+    ref_dir, weights, _ = two_phase_reference
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, os.path.join(REPO, "experiments", SCRIPT), *TWO_PHASE,
+           "--weights", str(weights), "--checkpoint-every", "1steps",
+           "--data-dir", str(quick_data_dir), "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # step 2 of the first epoch of phase two: its new optimizer is in the checkpoint
+    target = run_dir / "checkpoints" / "ckpt-00001-s000002.npz"
+    deadline = time.time() + 300
+    while not target.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (run_dir / "checkpoints" / "ckpt-00002.npz").exists()
+
+    resumed = run_script(SCRIPT, *TWO_PHASE, "--weights", weights, "--checkpoint-every",
+                         "1steps", "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    assert "steps of the next" in resumed.stdout
+    with np.load(ref_dir / "checkpoints" / "ckpt-00002.npz") as a, \
+            np.load(run_dir / "checkpoints" / "ckpt-00002.npz") as b:
+        keys = [k for k in a.files if k != "meta"]
+        assert any(k.startswith("optimizer_") for k in keys)
+        for k in keys:
+            np.testing.assert_array_equal(b[k], a[k], err_msg=k)
+    strip = lambda text: [l.rsplit(",", 1)[0] for l in text.splitlines()]  # noqa: E731 (seconds)
+    assert strip((run_dir / "history.csv").read_text()) == \
+        strip((ref_dir / "history.csv").read_text())
+    assert (run_dir / "lr.csv").read_text() == (ref_dir / "lr.csv").read_text()
