@@ -21,5 +21,6 @@ setup(
         "imgaug==0.4.0",
         "opencv-python",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "optuna>=4.9"],
+                    "tune": ["optuna>=4.9"]},  # tools/tune.py (heartbeat-stale retries: 4.9)
 )
