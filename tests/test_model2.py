@@ -92,6 +92,8 @@ def test_restart_uses_the_previous_phases_best_weights(reference_run):
         assert not np.array_equal(best["model_00000"], last["model_00000"])
 
 
+# ~45 s: CI's slow step (the default suite keeps the 10-minute budget)
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_same_lrs_and_weights(reference_run, quick_data_dir, tmp_path):
     ref_dir, _ = reference_run
     run_dir = tmp_path / "run"

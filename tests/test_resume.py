@@ -76,6 +76,8 @@ def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(reference
                                rtol=1e-6, atol=1e-7)
 
 
+# ~45 s: CI's slow step (the default suite keeps the 10-minute budget)
+@pytest.mark.slow
 def test_sigkill_mid_stage_then_resume_is_bit_identical(reference_run, quick_data_dir, tmp_path):
     ref_dir, _ = reference_run
     run_dir = tmp_path / "run"

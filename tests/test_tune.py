@@ -262,6 +262,8 @@ def test_command_line_errors_are_one_line(tmp_path):
     assert "tune.py: error: argument --lr-range: expected an lr scale range" in proc.stderr
 
 
+# ~20 s: CI's slow step
+@pytest.mark.slow
 def test_quick_search_of_a_real_experiment(tmp_path, capsys):
     """``--quick``: two tiny trials of the fastest experiment (Multi-ResNet's --quick preset,
     2 epochs of 2 steps each), about 17 s on 2 cores."""

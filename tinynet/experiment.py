@@ -310,6 +310,21 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     return model
 
 
+def check_writable(path, flag):
+    """``TinynetError`` now, before minutes of evaluation, where ``path`` cannot be written."""
+    if "://" in path:
+        return  # remote (gs://): the write itself reports a problem
+    if os.path.isdir(path):
+        raise TinynetError(f"{flag} {path} is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise TinynetError(f"cannot write {flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise TinynetError(f"cannot write {flag} {path}: {parent} is not writable")
+
+
 def run_cli(main, argv=None):
     """Runs ``main(argv)``; user mistakes become one line on stderr and exit status 2, and a
     Ctrl-C says how to resume."""

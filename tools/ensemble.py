@@ -20,7 +20,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.errors import TinynetError  # noqa: E402
-from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
+from tinynet.experiment import (OneLineParser, check_writable, positive_int,  # noqa: E402
+                                run_cli)
 
 DEFAULT_OUTPUT = "ensemble.md"
 
@@ -40,21 +41,6 @@ def parse_weights(text):
     if not sum(weights) > 0:
         raise argparse.ArgumentTypeError(f"at least one weight must be positive, got {text!r}")
     return weights
-
-
-def check_writable(path, flag):
-    """``TinynetError`` now, before minutes of evaluation, where ``path`` cannot be written."""
-    if "://" in path:
-        return  # remote (gs://): the write itself reports a problem
-    if os.path.isdir(path):
-        raise TinynetError(f"{flag} {path} is a folder; give a file name")
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise TinynetError(f"cannot write {flag} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK):
-        raise TinynetError(f"cannot write {flag} {path}: {parent} is not writable")
 
 
 def report(ensemble, rows, args):

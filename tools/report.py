@@ -14,11 +14,12 @@ matched to their experiment by the protocol name. Prints the markdown, or writes
 """
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.errors import TinynetError  # noqa: E402
-from tinynet.experiment import OneLineParser, run_cli  # noqa: E402
+from tinynet.experiment import OneLineParser, check_writable, run_cli  # noqa: E402
 
 
 def expand(paths):
@@ -57,14 +58,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from tinynet.evaluation.reports import report_markdown
 
+    if args.output:
+        check_writable(args.output, "--output")
     run_dirs = expand(args.run_dirs)
     text = report_markdown(run_dirs, title=args.title)
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
-        if not os.path.isdir(folder):
-            raise TinynetError(f"--output {args.output}: folder {folder} does not exist")
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-report-")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, args.output)  # atomic: never a half-written report
+        except OSError as e:
+            raise TinynetError(f"cannot write --output {args.output}: {e.strerror or e}") from None
         print(f"wrote {args.output}: {len(run_dirs)} run{'s' if len(run_dirs) != 1 else ''}")
     else:
         sys.stdout.write(text)

@@ -170,9 +170,13 @@ def _read_json(path, required=False):
             raise TinynetError(f"{path} is missing: not a run directory")
         return None
     try:
-        return json.loads(_read_text(path))
+        value = json.loads(_read_text(path))
     except ValueError as e:
         raise TinynetError(f"{path} is unreadable ({e}); the run directory is damaged") from None
+    if not isinstance(value, dict):
+        raise TinynetError(f"{path} holds a {type(value).__name__}, not a JSON object; the run "
+                           f"directory is damaged")
+    return value
 
 
 def is_run_dir(path):
@@ -438,6 +442,13 @@ def run_section(run_dir, heading_level=2):
     config, state = info["config"], info["state"]
     paper = config.get("paper")
     recorded = paper is not None
+    if recorded and not (isinstance(paper, dict) and isinstance(paper.get("citation"), str)
+                         and isinstance(paper.get("figures"), list)
+                         and all(isinstance(f, dict) for f in paper["figures"])
+                         and isinstance(paper.get("differences", []), list)):
+        raise TinynetError(f"{run_dir}/config.json: its paper record is malformed (expected "
+                           f"citation, figures, differences as tinynet.evaluation.reports."
+                           f"paper_record writes them)")
     if not recorded:
         paper = fallback_paper(config)
     protocol = (config.get("protocol") or {}).get("name", "?")

@@ -249,7 +249,7 @@ class PreemptionFlag:
 
     def __init__(self, signals=None):
         import signal
-        self.signals = signals or (signal.SIGTERM,)
+        self.signals = (signal.SIGTERM,) if signals is None else tuple(signals)
         self.received = None
         self._previous = {}
 

@@ -38,8 +38,8 @@ from tinynet.training import checkpoint
 from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag, ReplicaStatistics,
                                         RestoreMetrics, format_duration)
 from tinynet.training.determinism import configure_determinism
-from tinynet.training.distribute import (distribute_input, is_chief, prepare_model,
-                                         synchronize_batch_norm)
+from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
+                                         prepare_model, synchronize_batch_norm)
 from tinynet.training.optimizers import make_optimizer
 from tinynet.training.protocol import Protocol
 from tinynet.training.rundir import (BEST_MODEL, FINAL_MODEL, PLOT, ReaderRunDirectory,
@@ -153,7 +153,11 @@ class _Run:
         # lr.csv may run ahead of the checkpoint (a resume drops the extra rows), never behind
         self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
         self.rd.write_lr(self.lrs)
-        self.rd.save_checkpoint(self.model, self.model.optimizer, self.meta(epoch + 1))
+        meta = self.meta(epoch + 1)
+        # what a later fit of this stage (after an epoch resumed inside) restores its lr
+        # callback from: the state at this epoch's end, not the resumed checkpoint's
+        self.callback_states = meta["callbacks"]
+        self.rd.save_checkpoint(self.model, self.model.optimizer, meta)
         self.saved_steps = 0
         # The best weights are written after the checkpoint that records them: a kill in
         # between is repaired on resume (write_best_files), so they always belong to an epoch
@@ -363,7 +367,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
         # the checkpoint; the checkpoint's rows are the truth.
         rd.write_history(run.history)
         rd.write_lr(run.lrs)
-        run.write_best_files(run.completed)
+        if not run.steps_done:  # (inside an epoch the model is past the epoch that set them)
+            run.write_best_files(run.completed)
         rd.remove_temporary_files()
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done"
@@ -387,7 +392,10 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     if checkpoint_every and not in_epoch:
         log("note: --checkpoint-every writes epoch checkpoints only under several replicas "
             "(their running statistics are per replica)")
-    with PreemptionFlag() as preemption:
+    # Under multi-worker each worker would stop at its own next step and leave the others
+    # waiting in an all-reduce: SIGTERM keeps its default there (TensorFlow's
+    # PreemptionCheckpointHandler is the way to agree on a step across workers).
+    with PreemptionFlag(signals=() if is_multiworker(strategy) else None) as preemption:
         try:
             _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption,
                    checkpoint_every if in_epoch else None, in_epoch, log)
@@ -409,8 +417,10 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
            log):
     """The epochs left, stage by stage (an epoch resumed inside first, on its own)."""
     while run.completed < protocol.total_epochs:
-        if preemption.received:  # arrived before training started: nothing new to save
-            raise Preempted("before training")
+        if preemption.received:  # arrived between fits: the last checkpoint is the newest
+            log(f"SIGTERM: stopped before epoch {run.completed + 1}; the last checkpoint holds "
+                f"everything done; re-run the same command to resume there")
+            raise Preempted("between epochs")
         first, steps_done = run.completed, run.steps_done
         p = run.plan[first]
         session = StageSession(run, p.stage_index)
@@ -436,7 +446,8 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         restore = []
         if steps_done:
             # the compiled metrics' totals exist once the model is built symbolically
-            model._symbolic_build(data_batch=train.element_spec)
+            with strategy.scope():
+                model._symbolic_build(data_batch=train.element_spec)
             restore = [RestoreMetrics(run.metric_arrays)]
         # the replicas' BN statistics agree before validation and the checkpoint
         run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1
