@@ -50,6 +50,51 @@ def test_checkpoint_interval_flag():
             parse_interval(bad)
 
 
+def test_in_epoch_callback_saves_on_schedule_and_stops_on_sigterm():
+    from tinynet.errors import Preempted
+    from tinynet.training.callbacks import InEpochCheckpoint, PreemptionFlag
+
+    saved, said = [], []
+
+    def save(epoch, steps):
+        saved.append((epoch, steps))
+        return f"ckpt-{epoch:05d}-s{steps:06d}.npz"
+
+    def callback(interval=None, flag=None):
+        return InEpochCheckpoint(save, 5, interval, flag, log=said.append,
+                                 checkpoint_name=lambda n: f"ckpt-{n:05d}.npz")
+
+    every_two = callback(("steps", 2))
+    for epoch in (0, 1):
+        every_two.on_epoch_begin(epoch)
+        for step in range(5):
+            every_two.on_train_batch_end(step)
+        every_two.on_epoch_end(epoch)
+    # steps 2 and 4 of each epoch, never its last step (the epoch's own checkpoint follows)
+    assert saved == [(0, 2), (0, 4), (1, 2), (1, 4)]
+
+    saved.clear()
+    flag = PreemptionFlag()
+    during_step = callback(flag=flag)
+    during_step.on_epoch_begin(3)
+    during_step.on_train_batch_end(0)
+    flag.received = signal.SIGTERM
+    with pytest.raises(Preempted):
+        during_step.on_train_batch_end(1)
+    assert saved == [(3, 2)] and "ckpt-00003-s000002.npz" in said[-1]
+
+    saved.clear()
+    flag.received = None
+    during_validation = callback(flag=flag)
+    during_validation.on_epoch_begin(3)
+    for step in range(5):
+        during_validation.on_train_batch_end(step)
+    flag.received = signal.SIGTERM  # after the epoch's last step: validation was running
+    with pytest.raises(Preempted):
+        during_validation.on_epoch_end(3)
+    assert saved == [] and "stopped after epoch 4" in said[-1] and "ckpt-00004.npz" in said[-1]
+
+
 def test_bad_interval_is_one_line_exit_2(tmp_path):
     proc = run_script(SCRIPT, "--quick", "--checkpoint-every", "often", "--run-dir",
                       tmp_path / "run", check=False)

@@ -283,12 +283,13 @@ class InEpochCheckpoint(keras.callbacks.Callback):
     written the epoch checkpoint by the time this one stops the run."""
 
     def __init__(self, save, steps_per_epoch, interval=None, flag=None, steps_done=0,
-                 log=print):
+                 log=print, checkpoint_name=str):
+        # checkpoint_name(completed_epochs): the file an epoch's end wrote (for the message)
         # save(epoch, completed_steps) -> path, or None: SIGTERM stops without an in-epoch
         # checkpoint (the last epoch's is kept)
         super().__init__()
         self.save, self.steps_per_epoch, self.interval = save, steps_per_epoch, interval
-        self.flag, self.log = flag, log
+        self.flag, self.log, self.checkpoint_name = flag, log, checkpoint_name
         self._step = steps_done
         self._last = time.monotonic()
         self._since = 0
@@ -330,8 +331,9 @@ class InEpochCheckpoint(keras.callbacks.Callback):
         self._step = 0
         self._last, self._since = time.monotonic(), 0
         if self.flag is not None and self.flag.received:
-            self.log(f"SIGTERM: stopped after epoch {epoch + 1} and its checkpoint; re-run the "
-                     f"same command to resume there")
+            self.log(f"SIGTERM: stopped after epoch {epoch + 1} and saved its checkpoint "
+                     f"{self.checkpoint_name(epoch + 1)}; re-run the same command to resume "
+                     f"there")
             from tinynet.errors import Preempted
             raise Preempted(f"epoch {epoch + 1}")
 

@@ -418,8 +418,9 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
     """The epochs left, stage by stage (an epoch resumed inside first, on its own)."""
     while run.completed < protocol.total_epochs:
         if preemption.received:  # arrived between fits: the last checkpoint is the newest
-            log(f"SIGTERM: stopped before epoch {run.completed + 1}; the last checkpoint holds "
-                f"everything done; re-run the same command to resume there")
+            log(f"SIGTERM: stopped before epoch {run.completed + 1}; the last checkpoint "
+                f"{rd.checkpoint_name(run.completed, run.saved_steps)} holds everything done; "
+                f"re-run the same command to resume there")
             raise Preempted("between epochs")
         first, steps_done = run.completed, run.steps_done
         p = run.plan[first]
@@ -442,7 +443,8 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         save = None
         if in_epoch:
             save = lambda epoch, steps: run.save_in_epoch(epoch, steps, epoch_end.progress())  # noqa: E731
-        guard = InEpochCheckpoint(save, p.steps, every, preemption, steps_done, log)
+        guard = InEpochCheckpoint(save, p.steps, every, preemption, steps_done, log,
+                                  rd.checkpoint_name)
         restore = []
         if steps_done:
             # the compiled metrics' totals exist once the model is built symbolically
