@@ -66,6 +66,21 @@ def run_script(script, *args, timeout=600, env=None, check=True):
     return proc
 
 
+def run_script_and_kill_at(script, *args, path, timeout=300):
+    """Starts ``experiments/<script>`` and SIGKILLs it as soon as ``path`` exists (a
+    checkpoint file it writes); returns the exit status."""
+    cmd = [sys.executable, os.path.join(REPO, "experiments", script), *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while not os.path.exists(path) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return proc.returncode
+
+
 def run_script_and_kill(script, *args, run_dir, after_epochs, delay, timeout=300):
     """Starts ``experiments/<script>`` and SIGKILLs it ``delay`` seconds after its
     ``state.json`` reports ``after_epochs`` finished epochs; returns the exit status."""

@@ -5,14 +5,12 @@ bit-identically."""
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, run_script, run_script_and_kill_at
 
 sys.path.insert(0, os.path.join(REPO, "experiments"))
 import denresnet  # noqa: E402
@@ -134,18 +132,12 @@ def test_two_phase_sigkill_inside_phase_two_resumes_bit_identically(two_phase_re
                                                                     quick_data_dir, tmp_path):
     ref_dir, weights, _ = two_phase_reference
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, os.path.join(REPO, "experiments", SCRIPT), *TWO_PHASE,
-           "--weights", str(weights), "--checkpoint-every", "1steps",
-           "--data-dir", str(quick_data_dir), "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # step 2 of the first epoch of phase two: its new optimizer is in the checkpoint
-    target = run_dir / "checkpoints" / "ckpt-00001-s000002.npz"
-    deadline = time.time() + 300
-    while not target.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    # killed after step 2 of the first epoch of phase two: its new optimizer is in the checkpoint
+    status = run_script_and_kill_at(
+        SCRIPT, *TWO_PHASE, "--weights", weights, "--checkpoint-every", "1steps",
+        "--data-dir", quick_data_dir, "--run-dir", run_dir,
+        path=run_dir / "checkpoints" / "ckpt-00001-s000002.npz")
+    assert status == -signal.SIGKILL
     assert not (run_dir / "checkpoints" / "ckpt-00002.npz").exists()
 
     resumed = run_script(SCRIPT, *TWO_PHASE, "--weights", weights, "--checkpoint-every",
@@ -179,17 +171,11 @@ def test_plateau_state_and_best_model_survive_a_resume_inside_an_epoch(quick_dat
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
     run_script(SCRIPT, *PLATEAU, "--checkpoint-every", "off", "--data-dir", quick_data_dir,
                "--run-dir", ref_dir)
-    cmd = [sys.executable, os.path.join(REPO, "experiments", SCRIPT), *PLATEAU,
-           "--checkpoint-every", "1steps", "--data-dir", str(quick_data_dir),
-           "--run-dir", str(run_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = run_dir / "checkpoints" / "ckpt-00001-s000002.npz"  # inside epoch 2 of 4
-    deadline = time.time() + 300
-    while not target.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    status = run_script_and_kill_at(
+        SCRIPT, *PLATEAU, "--checkpoint-every", "1steps", "--data-dir", quick_data_dir,
+        "--run-dir", run_dir,
+        path=run_dir / "checkpoints" / "ckpt-00001-s000002.npz")  # inside epoch 2 of 4
+    assert status == -signal.SIGKILL
     run_script(SCRIPT, *PLATEAU, "--checkpoint-every", "1steps", "--data-dir", quick_data_dir,
                "--run-dir", run_dir)
     # epochs 3 and 4 ran in a second fit after the resumed epoch: its ReduceLROnPlateau must

@@ -191,10 +191,11 @@ def normalize(images, mean=None, std=None):
 
 
 def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest", mean=None,
-                 std=None, label_transform=None):
+                 std=None, label_transform=None, views=None):
     """The whole split in order, once, as ``(x float32, y int32)`` batches, normalised as
     ``train_dataset``; ``label_transform(labels)`` reshapes labels for a loss that needs
-    another form (mixup's paired targets)."""
+    another form (mixup's paired targets); ``views(images)`` turns a batch of stored uint8
+    images into the images the model sees before the resize (10-crop's crops)."""
     resolution = resolution or image_set.image_size
     n = len(image_set)
     idx = np.arange(n)
@@ -202,6 +203,8 @@ def eval_dataset(image_set, batch_size, resolution=None, interpolation="nearest"
 
     def load(batch_idx):
         images, labels = source(batch_idx)
+        if views is not None:
+            images = views(images)
         images = resize_batch(images, resolution, interpolation)
         if label_transform is not None:
             labels = label_transform(labels)

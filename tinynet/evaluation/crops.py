@@ -58,23 +58,17 @@ def ten_crop_dataset(image_set, batch_size, resolution=None, interpolation="near
     ``i``), each resized to ``resolution`` and normalised as ``eval_dataset`` does."""
     import tensorflow as tf
 
-    from tinynet.data.pipeline import (AUTOTUNE, _batch_source, _with_private_threads,
-                                       normalize, resize_batch)
+    from tinynet.data.pipeline import eval_dataset
 
-    resolution = resolution or image_set.image_size
     crop_size = default_crop_size(image_set.image_size) if crop_size is None else crop_size
     crop_offsets(image_set.image_size, image_set.image_size, crop_size)  # checks the size
-    source = _batch_source(image_set)
 
-    def load(batch_idx):
-        images, labels = source(batch_idx)
-        views = ten_crop_views(images, crop_size)
-        views = tf.reshape(views, [-1, crop_size, crop_size, views.shape[-1]])
-        return normalize(resize_batch(views, resolution, interpolation), mean, std), labels
+    def views(images):
+        stacked = ten_crop_views(images, crop_size)
+        return tf.reshape(stacked, [-1, crop_size, crop_size, stacked.shape[-1]])
 
-    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(image_set))).batch(batch_size)
-    return _with_private_threads(
-        ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE))
+    return eval_dataset(image_set, batch_size, resolution, interpolation, mean, std,
+                        views=views)
 
 
 def average_views(view_probabilities, num_images, batch_size):

@@ -91,6 +91,13 @@ def paper_record(citation, figures, differences=()):
     return {"citation": str(citation), "figures": out, "differences": differences}
 
 
+# common flags that change the protocol: (attribute, values that leave it the paper's, wording)
+_OVERRIDES = (("width", (None, 1), "width {:g}"), ("epochs_scale", (None, 1), "epochs x{:g}"),
+              ("steps_per_epoch", (None,), "{} steps per epoch"),
+              ("lr_scale", (None, 1), "lr x{:g}"), ("weight_decay", (None,), "weight decay {:g}"),
+              ("batch_size", (None,), "batch {}"))
+
+
 def protocol_differences(args, extra=(), datasets=None):
     """What keeps a run with the parsed common flags ``args`` from its paper's protocol:
     generated data (or another dataset than ``datasets``, default the script's own), --quick,
@@ -109,24 +116,10 @@ def protocol_differences(args, extra=(), datasets=None):
         out.append(f"dataset {dataset} (the paper's: {', '.join(datasets)})")
     if getattr(args, "quick", False):
         out.append("--quick")
-    width = getattr(args, "width", None)
-    if width not in (None, 1, 1.0):
-        out.append(f"width {width:g}")
-    scale = getattr(args, "epochs_scale", None)
-    if scale not in (None, 1, 1.0):
-        out.append(f"epochs x{scale:g}")
-    steps = getattr(args, "steps_per_epoch", None)
-    if steps is not None:
-        out.append(f"{steps} steps per epoch")
-    lr_scale = getattr(args, "lr_scale", None)
-    if lr_scale not in (None, 1, 1.0):
-        out.append(f"lr x{lr_scale:g}")
-    weight_decay = getattr(args, "weight_decay", None)
-    if weight_decay is not None:
-        out.append(f"weight decay {weight_decay:g}")
-    batch = getattr(args, "batch_size", None)
-    if batch is not None:
-        out.append(f"batch {batch}")
+    for flag, neutral, text in _OVERRIDES:
+        value = getattr(args, flag, None)
+        if value not in neutral:
+            out.append(text.format(value))
     if "tiny-imagenet" in dataset:
         interpolation = getattr(args, "interpolation", None)
         if interpolation not in (None, "nearest"):

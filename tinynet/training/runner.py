@@ -35,7 +35,7 @@ from tinynet.errors import Preempted, TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag, ReplicaStatistics,
+from tinynet.training.callbacks import (EpochEnd, InEpochCheckpoint, PreemptionFlag, ReplicaStatistics,
                                         RestoreMetrics, format_duration)
 from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
@@ -435,11 +435,8 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         with strategy.scope():
             session.compile(model, use_optimizer_of(p.stage_index))
         train, val = session.datasets(first, end, first_step=steps_done)
-        epoch_end = None
         callbacks = session.callbacks(first, run.on_epoch, steps_done, run.progress)
-        for cb in callbacks:
-            if hasattr(cb, "progress"):
-                epoch_end = cb
+        epoch_end = next(cb for cb in callbacks if isinstance(cb, EpochEnd))
         save = None
         if in_epoch:
             save = lambda epoch, steps: run.save_in_epoch(epoch, steps, epoch_end.progress())  # noqa: E731
