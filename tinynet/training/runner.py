@@ -35,8 +35,8 @@ from tinynet.errors import Preempted, TinynetError
 from tinynet.models import get_model
 from tinynet.plots import plot_history
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import (EpochEnd, InEpochCheckpoint, PreemptionFlag, ReplicaStatistics,
-                                        RestoreMetrics, format_duration)
+from tinynet.training.callbacks import (EpochEnd, InEpochCheckpoint, PreemptionFlag,
+                                        ReplicaStatistics, RestoreMetrics, format_duration)
 from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
                                          prepare_model, synchronize_batch_norm)
@@ -437,11 +437,11 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         train, val = session.datasets(first, end, first_step=steps_done)
         callbacks = session.callbacks(first, run.on_epoch, steps_done, run.progress)
         epoch_end = next(cb for cb in callbacks if isinstance(cb, EpochEnd))
-        save = None
-        if in_epoch:
-            save = lambda epoch, steps: run.save_in_epoch(epoch, steps, epoch_end.progress())  # noqa: E731
-        guard = InEpochCheckpoint(save, p.steps, every, preemption, steps_done, log,
-                                  rd.checkpoint_name)
+        def save(epoch, steps):
+            return run.save_in_epoch(epoch, steps, epoch_end.progress())
+
+        guard = InEpochCheckpoint(save if in_epoch else None, p.steps, every, preemption,
+                                  steps_done, log, rd.checkpoint_name)
         restore = []
         if steps_done:
             # the compiled metrics' totals exist once the model is built symbolically
