@@ -70,6 +70,8 @@ def test_quick_run_end_to_end(reference):
     assert "test: top-1" in stdout and "mixup alpha 1" in stdout
 
 
+# ~25-35 s: CI's slow step (the default suite keeps the 10-minute budget)
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
     data_dir, ref_dir, _ = reference
     run_dir = tmp_path / "run"

@@ -101,6 +101,8 @@ def test_sigkill_mid_stage_then_resume_is_bit_identical(reference_run, quick_dat
     assert strip(history(run_dir)) == strip(history(ref_dir))  # no row lost or repeated
 
 
+# ~25-35 s: CI's slow step (the default suite keeps the 10-minute budget)
+@pytest.mark.slow
 def test_another_run_dir_is_refused_until_restart(reference_run, quick_data_dir, tmp_path):
     ref_dir, _ = reference_run
     run_dir = tmp_path / "run"
