@@ -6,9 +6,27 @@ The layer is ``keras.layers.BatchNormalization`` with the same variables, argume
 fused kernel returns the *unbiased* batch variance; Keras updates its moving variance with the
 biased one, so it is rescaled by (n - 1) / n to keep the two layers equal within float
 tolerance in training and in inference.
+
+The kernel is TensorFlow's: under another Keras backend (``KERAS_BACKEND=jax`` or ``torch``)
+constructing the layer -- building a model with ``batch_norm="fused"`` or loading one that has
+it -- raises a ``TinynetError`` that says so and names the replacement,
+``keras.layers.BatchNormalization`` (``batch_norm="keras"``, ``fused=False``), whose variables
+are the same. ``tensorflow`` is imported only inside ``call`` (TensorFlow backend only).
 """
 import keras
-import tensorflow as tf
+
+from tinynet.errors import TinynetError
+
+
+def require_tensorflow_backend(what="FusedBatchNormalization"):
+    """Raises ``TinynetError`` unless Keras runs on TensorFlow (the fused kernel is TF's)."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise TinynetError(
+            f"{what}: the fused batch norm needs the TensorFlow backend (TensorFlow's "
+            f"FusedBatchNormV3 kernel), but Keras runs on {backend!r} (KERAS_BACKEND); use the "
+            f"Keras BatchNormalization instead (batch_norm='keras', i.e. fused=False: the same "
+            f"variables and arithmetic, weights interchangeable)")
 
 
 @keras.saving.register_keras_serializable(package="tinynet")
@@ -19,6 +37,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """
 
     def __init__(self, axis=-1, **kwargs):
+        require_tensorflow_backend()
         super().__init__(axis=axis, **kwargs)
         if axis not in (-1, 1, 3):
             raise ValueError(f"FusedBatchNormalization needs the channel axis of a 4-D tensor "
@@ -27,6 +46,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if len(inputs.shape) != 4:
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
         fmt = "NCHW" if self.axis in (1, [1]) else "NHWC"
         scale = self.gamma if self.scale else tf.ones_like(self.moving_mean)
         offset = self.beta if self.center else tf.zeros_like(self.moving_mean)

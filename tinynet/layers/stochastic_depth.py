@@ -3,18 +3,35 @@
 identity otherwise.
 
 ``StochasticDepth`` owns the residual branch (a Keras model) so that a dropped branch is **not
-computed**: in ``"batch"`` mode one Bernoulli draw per mini-batch picks, through ``tf.cond``,
-either ``shortcut + branch(x)`` or just ``shortcut`` -- only the taken side runs, which is
-where training gets faster (seed 001: 2.45 s -> 2.13 s per iteration). At inference the output
+computed**: in ``"batch"`` mode one Bernoulli draw per mini-batch picks, through
+``keras.ops.cond``, either ``shortcut + branch(x)`` or just ``shortcut`` -- only the taken side
+runs, which is where training gets faster (seed 001: 2.45 s -> 2.13 s per iteration). At inference the output
 is ``shortcut + p_l * branch(x)`` (Huang et al.'s expectation scaling).
 
 ``"row"`` mode is timm's DropPath: a draw per sample, the survivors scaled by ``1 / p_l`` during
 training and nothing at inference. Every sample's branch is computed, so it saves no work.
 
 ``linear_survival(l, L, p_L)`` gives Huang et al.'s linear decay ``p_l = 1 - (l / L)(1 - p_L)``.
+
+Backends. Everything is ``keras.ops``. TensorFlow: ``ops.cond`` is ``tf.cond`` (inside
+``tf.function``/XLA only the taken branch executes; eagerly only the taken one is called).
+PyTorch: eager, a Python ``if`` on the draw. JAX: ``jax.lax.cond``; under ``jit`` both
+branches are traced and compiled but only the taken one executes. A ``lax.cond`` branch may not
+assign variables (the branch's BatchNormalization moving statistics would leak tracers out of
+the cond), so on JAX -- and on any backend inside a ``keras.StatelessScope`` (``stateless_call``),
+where a ``tf.cond`` branch's assignment would leak its tensors the same way -- the branch runs
+through ``stateless_call``: its non-trainable variables go into the cond and their new values
+come out of it (unchanged when the branch is dropped) and are assigned afterwards. TensorFlow's
+``Model.fit`` uses real variables and keeps the plain ``tf.cond``.
 """
 import keras
-import tensorflow as tf
+from keras import ops
+
+try:
+    from keras.src.backend.common.stateless_scope import in_stateless_scope
+except ImportError:  # a Keras that moved it: only JAX then threads the state through the cond
+    def in_stateless_scope():
+        return False
 
 MODES = ("batch", "row")
 
@@ -64,13 +81,33 @@ class StochasticDepth(keras.layers.Layer):
                 residual = residual * p
             return shortcut + residual
         if self.mode == "row":
-            shape = [tf.shape(x)[0]] + [1] * (len(x.shape) - 1)
+            shape = [ops.shape(x)[0]] + [1] * (len(x.shape) - 1)
             keep = keras.random.uniform(shape, seed=self.seed_generator) < p
             residual = self.branch(x, training=True)
-            return shortcut + residual * tf.cast(keep, residual.dtype) / p
+            return shortcut + residual * ops.cast(keep, residual.dtype) / p
         keep = keras.random.uniform([], seed=self.seed_generator) < p
-        return tf.cond(keep, lambda: shortcut + self.branch(x, training=True),
-                       lambda: tf.identity(shortcut))
+        if keras.backend.backend() == "jax" or in_stateless_scope():
+            return self._stateless_batch_cond(keep, x, shortcut)
+        return ops.cond(keep, lambda: shortcut + self.branch(x, training=True),
+                        lambda: shortcut)
+
+    def _stateless_batch_cond(self, keep, x, shortcut):
+        """``ops.cond`` of the batch mode with the branch's state threaded through it."""
+        branch = self.branch
+        trainable = [v.value for v in branch.trainable_variables]
+        state = [v.value for v in branch.non_trainable_variables]
+
+        def kept():
+            residual, new_state = branch.stateless_call(trainable, state, x, training=True)
+            return shortcut + residual, [ops.cast(n, o.dtype) for n, o in zip(new_state, state)]
+
+        def dropped():
+            return shortcut, state
+
+        y, new_state = ops.cond(keep, kept, dropped)
+        for variable, value in zip(branch.non_trainable_variables, new_state):
+            variable.assign(value)
+        return y
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]

@@ -36,12 +36,19 @@ dropped branch's computation). ``batch_norm``: ``"keras"`` or ``"fused"``
 ``channels_first`` or ``auto`` (channels_first only when a GPU is visible, where cuDNN's NCHW
 kernels have been the faster layout for float32; CPU kernels are NHWC). The input is always
 NHWC and a channels_first model transposes once at its input.
+
+Backends: every model builds, trains and saves under Keras' TensorFlow, JAX and PyTorch
+backends, except ``batch_norm="fused"`` (a TensorFlow kernel: a ``TinynetError`` on the
+others). ``data_format="auto"`` asks the running backend whether it sees a GPU (TensorFlow:
+``tf.config.list_physical_devices``, JAX: ``jax.devices()``, PyTorch: ``torch.cuda``), so it
+needs no TensorFlow on the others. NCHW on CPU: TensorFlow's CPU convolutions do not support
+it (its own error at the first step, as before); JAX and PyTorch run it.
 """
 import keras
-import tensorflow as tf
 from keras import layers
 
 from tinynet.layers import FusedBatchNormalization, StochasticDepth, linear_survival
+from tinynet.layers.fused_batch_norm import require_tensorflow_backend
 from tinynet.layers.data_format import standardize_data_format
 from tinynet.models.registry import register_model
 
@@ -60,10 +67,29 @@ STEMS = ("imagenet", "tiny")
 BATCH_NORMS = ("keras", "fused")
 
 
+def gpu_visible():
+    """Whether the running Keras backend sees a GPU (TensorFlow is imported only when it is
+    the backend)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
 def resolve_data_format(data_format):
     """``auto`` -> channels_first with a visible GPU, else channels_last."""
     if data_format == "auto":
-        return "channels_first" if tf.config.list_physical_devices("GPU") else "channels_last"
+        return "channels_first" if gpu_visible() else "channels_last"
     return standardize_data_format(data_format)
 
 
@@ -167,6 +193,8 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
     if batch_norm not in BATCH_NORMS:
         raise ValueError(f"Invalid value for argument `batch_norm`: expected one of "
                          f"{BATCH_NORMS}. Received: batch_norm={batch_norm!r}")
+    if batch_norm == "fused":
+        require_tensorflow_backend(f"{depth_name}(batch_norm='fused')")
     kind, repeats = SPECS[depth_name]
     data_format = resolve_data_format(data_format)
     ops = _Ops(data_format, batch_norm, weight_decay)
