@@ -96,9 +96,15 @@ def parse_args(argv=None):
                         help="residual block variant of He et al. 2016b Fig. 4 (default e)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="final")
     parser.add_argument("--stem", choices=["tiny", "imagenet"], default="tiny")
-    parser.add_argument("--batch-norm", choices=["keras", "fused"], default="fused")
+    parser.add_argument("--batch-norm", choices=["keras", "fused"], default=None,
+                        help="fused: TensorFlow's FusedBatchNormV3 kernel (default on the "
+                             "TensorFlow backend); keras: the same function in any backend "
+                             "(default elsewhere)")
     add_common_arguments(parser, EXPERIMENT, QUICK)
-    return resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    if args.batch_norm is None:
+        args.batch_norm = "fused" if args.backend == "tensorflow" else "keras"
+    return args
 
 
 def main(argv=None):

@@ -138,8 +138,9 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
                    help="override every stage's steps per epoch")
     g.add_argument("--width", type=positive_float, default=None,
                    help="multiply every hidden layer's filters (1.0 = the paper's model)")
-    g.add_argument("--data-format", choices=["channels_last", "channels_first"], default=None,
-                   help="the model's internal layout (input stays NHWC); default Keras'")
+    g.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
+                   default=None, help="the model's internal layout (input stays NHWC); "
+                                      "default Keras'; auto: the faster, measured at start")
     g.add_argument("--seed", type=int, default=0, help="seed for weights, data order, augmentation")
     g.add_argument("--deterministic", action="store_true",
                    help="TensorFlow op determinism: a resumed run is bit-identical to an "
@@ -174,6 +175,24 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     g.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="every stage's batch size (a stage with its own steps per epoch keeps "
                         "them)")
+    from tinynet.training.precision import PRECISIONS
+
+    g = parser.add_argument_group("speed (see docs/benchmarks.md)")
+    g.add_argument("--backend", choices=KERAS_BACKENDS, default=None,
+                   help="Keras backend (default: $KERAS_BACKEND, else tensorflow); tf.data "
+                        "feeds every backend")
+    g.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="Keras dtype policy; mixed: 16-bit compute, float32 variables, "
+                        "classifier and loss (float16 adds loss scaling)")
+    g.add_argument("--jit-compile", choices=["auto", "on", "off"], nargs="?", const="on",
+                   default="auto", help="XLA-compile the training step (auto: Keras' choice, "
+                                        "on a GPU yes); a bare --jit-compile means on")
+    g.add_argument("--augment-on", choices=["cpu", "device"], default="cpu",
+                   help="where the augmentation runs: in tf.data on the CPU, or as the first "
+                        "step of the training step (needs --augment-backend native)")
+    g.add_argument("--data-on-device", action="store_true",
+                   help="keep the decoded training set on the accelerator and gather batches "
+                        "there (in-memory datasets; implies --augment-on device)")
     g = parser.add_argument_group("devices (see tinynet.training.distribute)")
     g.add_argument("--strategy", choices=STRATEGIES, default="default",
                    help="tf.distribute strategy: one device, mirrored (local devices), "
@@ -188,6 +207,23 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
                         "branches over these devices (or a count)")
 
 
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+
+
+def select_backend(name):
+    """Makes ``name`` Keras' backend (KERAS_BACKEND), before Keras is imported; None keeps
+    the environment's choice."""
+    if name is None:
+        return os.environ.get("KERAS_BACKEND", "tensorflow")
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "backend") and keras.backend.backend() != name:
+        raise TinynetError(f"--backend {name}: Keras is already running on "
+                           f"{keras.backend.backend()} in this process; start a new one")
+    os.environ["KERAS_BACKEND"] = name
+    return name
+
+
 def resolve_quick(args, experiment, preset=QuickPreset()):
     """Fills flags left unset from the ``--quick`` preset (explicit flags always win), and
     makes the logical devices and the strategy the device flags name: TensorFlow accepts
@@ -196,6 +232,10 @@ def resolve_quick(args, experiment, preset=QuickPreset()):
     from tinynet.data.datasets import ALIASES, SYNTHETIC_OF, default_data_dir
     from tinynet.training.distribute import configure_devices, parse_devices
 
+    if hasattr(args, "backend"):
+        args.backend = select_backend(args.backend)
+    if getattr(args, "data_on_device", False):
+        args.augment_on = "device"
     default = getattr(args, "default_dataset", "tiny-imagenet")
     if args.quick:
         args.dataset = args.dataset or SYNTHETIC_OF.get(default, default)
@@ -281,6 +321,10 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     from tinynet.training.protocol import describe
     from tinynet.training.runner import run_protocol
 
+    from tinynet.data.device_input import check_device_input
+
+    check_device_input(getattr(args, "augment_on", "cpu"), getattr(args, "data_on_device", False),
+                       args.augment_backend)
     strategy, split = placement(args, model_name)
     data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
@@ -295,7 +339,10 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
         model_kwargs.setdefault("width", args.width)
     elif args.width != 1.0:
         raise TinynetError(f"--width does not apply to {model_name}: it has no width multiplier")
-    if args.data_format:
+    if args.data_format == "auto":
+        model_kwargs["data_format"] = measured_data_format(args, protocol, model_name,
+                                                           model_kwargs, data)
+    elif args.data_format:
         model_kwargs["data_format"] = args.data_format
     model = run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
                          run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
@@ -303,11 +350,38 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
                          augment_backend=args.augment_backend, init_from=init_from,
                          strategy=strategy, sync_batch_norm=args.sync_bn,
                          model_parallel=split, checkpoint_every=args.checkpoint_every,
-                         paper=paper, log=lambda line: print(line, flush=True))
+                         paper=paper, precision=getattr(args, "precision", "float32"),
+                         jit_compile=JIT_COMPILE[getattr(args, "jit_compile", "auto")],
+                         augment_on=getattr(args, "augment_on", "cpu"),
+                         data_on_device=getattr(args, "data_on_device", False),
+                         log=lambda line: print(line, flush=True))
     from tinynet.training.distribute import is_chief
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)
         raise WorkerDone()
     return model
+
+
+def measured_data_format(args, protocol, model_name, model_kwargs, data):
+    """``--data-format auto``: the layout the run directory's run chose, else the faster one
+    measured now (``tinynet.training.layout``) at the first stage's batch and resolution."""
+    from tinynet.models import model_info
+    from tinynet.training.layout import measure_data_format
+    from tinynet.training.precision import precision_policy
+    from tinynet.training.rundir import RunDirectory
+
+    if "data_format" not in model_info(model_name).arguments:
+        raise TinynetError(f"--data-format does not apply to {model_name}: it has one layout")
+    rd = RunDirectory(args.run_dir)
+    if not args.restart and rd.has_run():
+        chosen = (rd.read_config().get("model_kwargs") or {}).get("data_format")
+        if chosen:
+            print(f"--data-format auto: {chosen}, as {args.run_dir} chose", flush=True)
+            return chosen
+    stage = protocol.stages[0]
+    with precision_policy(getattr(args, "precision", "float32")):
+        return measure_data_format(model_name, model_kwargs, data.num_classes,
+                                   stage.batch_size, stage.resolution,
+                                   log=lambda line: print(line, flush=True))
 
 
 def check_writable(path, flag):

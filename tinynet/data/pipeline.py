@@ -128,7 +128,7 @@ def resize_batch(images, resolution, interpolation="nearest"):
 def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, batch_size,
                   sample_offset, resolution, augment=None, interpolation="nearest",
                   mean=None, std=None, batch_transform=None, num_parallel_calls=AUTOTUNE,
-                  first_step=0):
+                  first_step=0, device_input=None):
     """Exactly ``num_epochs * steps_per_epoch - first_step`` batches of ``(x float32, y)``:
     ``x`` in [0, 1], or ``(x - mean) / std`` with a per-channel ``mean`` (and ``std``) given.
 
@@ -140,6 +140,12 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
     mixup) are each called once per batch as ``fn(images, labels, key)``
     with ``key`` = int64 ``[seed, epoch, step]`` and return ``(images, labels)``; images keep
     their shape, labels may change form (mixup's soft targets).
+
+    ``device_input`` (``tinynet.data.device_input.DeviceInput``) moves that per-batch work
+    into the training step: the batches are then ``({"images": uint8, "key": key}, labels)``
+    (augmentation on the accelerator) or ``{"index": indices, "key": key}`` (the decoded
+    images live on the accelerator; the host sends only the indices), and
+    ``device_input(x, y)`` makes the model's batch inside the step.
     """
     if not 0 <= first_step < steps_per_epoch:
         raise ValueError(f"first_step must be in [0, {steps_per_epoch}), got {first_step}")
@@ -151,22 +157,20 @@ def train_dataset(image_set, *, seed, first_epoch, num_epochs, steps_per_epoch, 
                        steps_per_epoch)[first_step:]
     steps = np.tile(np.arange(steps_per_epoch), num_epochs)[first_step:]
     keys = np.stack([np.full(total, seed), epochs, steps], axis=1).astype(np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((idx, keys))
+    if device_input is not None and device_input.data_on_device:
+        ds = ds.map(lambda batch_idx, key: {"index": batch_idx, "key": key})
+        return _with_private_threads(ds.prefetch(AUTOTUNE))
     source = _batch_source(image_set)
 
     def load(batch_idx, key):
         images, labels = source(batch_idx)
-        images = resize_batch(images, resolution, interpolation)
-        if augment is not None and getattr(augment, "on_normalized", False):
-            x, labels = augment(normalize(images, mean, std), labels, key)
-        else:
-            if augment is not None:
-                images, labels = augment(images, labels, key)
-            x = normalize(images, mean, std)
-        if batch_transform is not None:
-            x, labels = batch_transform(x, labels, key)
-        return x, labels
+        if device_input is not None:  # the step resizes, augments and normalises
+            return {"images": images, "key": key}, labels
+        return prepare_batch(images, labels, key, resolution=resolution,
+                             interpolation=interpolation, augment=augment, mean=mean, std=std,
+                             batch_transform=batch_transform)
 
-    ds = tf.data.Dataset.from_tensor_slices((idx, keys))
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     return _with_private_threads(ds.prefetch(AUTOTUNE))
 
@@ -177,6 +181,22 @@ def _with_private_threads(ds):
     options = tf.data.Options()
     options.threading.private_threadpool_size = max(2, os.cpu_count() or 2)
     return ds.with_options(options)
+
+
+def prepare_batch(images, labels, key, *, resolution, interpolation="nearest", augment=None,
+                  mean=None, std=None, batch_transform=None):
+    """A stored uint8 batch -> the model's batch: resize, augment (before or after the
+    normalisation, as the recipe says), normalise, batch transform (mixup)."""
+    images = resize_batch(images, resolution, interpolation)
+    if augment is not None and getattr(augment, "on_normalized", False):
+        x, labels = augment(normalize(images, mean, std), labels, key)
+    else:
+        if augment is not None:
+            images, labels = augment(images, labels, key)
+        x = normalize(images, mean, std)
+    if batch_transform is not None:
+        x, labels = batch_transform(x, labels, key)
+    return x, labels
 
 
 def normalize(images, mean=None, std=None):

@@ -139,7 +139,9 @@ class ScheduleCallback(keras.callbacks.Callback):
         self._epoch = 0
 
     def on_train_begin(self, logs=None):
-        if isinstance(self.model.optimizer._learning_rate,
+        from tinynet.training.precision import inner_optimizer
+
+        if isinstance(inner_optimizer(self.model.optimizer)._learning_rate,
                       keras.optimizers.schedules.LearningRateSchedule):
             raise TinynetError(f"{type(self).__name__} sets the learning rate; the optimizer "
                                f"already has a learning-rate schedule: give it a plain float lr")

@@ -41,6 +41,7 @@ from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
                                          prepare_model, synchronize_batch_norm)
 from tinynet.training.optimizers import make_optimizer
+from tinynet.training.precision import float32_classifier, inner_optimizer, precision_policy
 from tinynet.training.protocol import Protocol
 from tinynet.training.rundir import (BEST_MODEL, FINAL_MODEL, PLOT, ReaderRunDirectory,
                                      RunDirectory)
@@ -64,9 +65,13 @@ def provenance():
             "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+# identity keys added after runs were made: a run directory without one was made with this value
+IDENTITY_DEFAULTS = {"precision": "float32", "jit_compile": "auto"}
+
+
 def _check_same_run(stored, identity, run_dir):
     for key, value in identity.items():
-        if json.loads(json.dumps(value)) != stored.get(key):
+        if json.loads(json.dumps(value)) != stored.get(key, IDENTITY_DEFAULTS.get(key)):
             raise TinynetError(
                 f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
                 f"{value!r} now); pass --restart to start over there, or another --run-dir")
@@ -76,12 +81,15 @@ class _Run:
     """The state of one protocol run as it progresses; ``on_epoch`` is the per-epoch hook."""
 
     def __init__(self, protocol, model, data, run_dir, seed, log, interpolation="nearest",
-                 mean=None, std=None, augment_backend="imgaug"):
+                 mean=None, std=None, augment_backend="imgaug", augment_on="cpu",
+                 data_on_device=False, jit_compile="auto"):
         self.protocol, self.model, self.data, self.seed, self.log = (
             protocol, model, data, seed, log)
         self.rd = run_dir
         self.interpolation, self.mean, self.std = interpolation, mean, std
         self.augment_backend = augment_backend
+        self.augment_on, self.data_on_device = augment_on, data_on_device
+        self.jit_compile = jit_compile
         self._val = {}  # paired labels (mixup) or not -> validation dataset
         self.plan = protocol.epoch_plan(len(data.train))
         self.costs = protocol.cost_units(len(data.train))
@@ -238,7 +246,7 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
                            f"{state.get('total_epochs', '?')} epochs); finish it first")
     parent_protocol = Protocol.from_dict(stored["protocol"])
     last_spec = parent_protocol.optimizer_spec(len(parent_protocol.stages) - 1)
-    if make_optimizer(last_spec).__class__ is not optimizer.__class__:
+    if make_optimizer(last_spec).__class__ is not inner_optimizer(optimizer).__class__:
         raise TinynetError(f"cannot continue from {parent_dir}: it trained with {last_spec}, "
                            f"this run starts with {spec}; continue with the same optimizer")
     path = checkpoint.checkpoint_path(parent.path, state["completed_epochs"])
@@ -269,7 +277,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                  deterministic=False, restart=False, interpolation="nearest",
                  augment_backend="imgaug", strategy=None, sync_batch_norm=False,
                  model_parallel=None, init_from=None, checkpoint_every=None, paper=None,
-                 log=print):
+                 precision="float32", jit_compile="auto", augment_on="cpu",
+                 data_on_device=False, log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
     ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
@@ -285,13 +294,38 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     ``("steps", n)`` (``tinynet.experiment.parse_interval``) between in-epoch
     checkpoints, or None (epoch checkpoints, and one on SIGTERM). ``paper``: the figures the
     paper reports for this experiment, recorded in config.json for ``tools/report.py``.
+    ``precision``: a Keras dtype policy of ``tinynet.training.precision`` (float32,
+    mixed_bfloat16, mixed_float16); ``jit_compile``: Keras' ``compile(jit_compile=)`` ("auto":
+    XLA where Keras chooses it, i.e. on a GPU); both belong to the run's identity.
+    ``augment_on="device"`` / ``data_on_device``: the per-batch input work inside the training
+    step (``tinynet.data.device_input``), recorded but not part of the identity (the batches
+    are the same function of ``(seed, epoch, step)``).
     Returns the finished model; raises ``Preempted`` after SIGTERM's checkpoint. Raises
     ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
     it first).
     """
+    with precision_policy(precision):
+        return _run_protocol(
+            protocol, model_name=model_name, data=data, run_dir=run_dir,
+            model_kwargs=model_kwargs, seed=seed, deterministic=deterministic, restart=restart,
+            interpolation=interpolation, augment_backend=augment_backend, strategy=strategy,
+            sync_batch_norm=sync_batch_norm, model_parallel=model_parallel, init_from=init_from,
+            checkpoint_every=checkpoint_every, paper=paper, precision=precision,
+            jit_compile=jit_compile, augment_on=augment_on, data_on_device=data_on_device,
+            log=log)
+
+
+def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, deterministic,
+                  restart, interpolation, augment_backend, strategy, sync_batch_norm,
+                  model_parallel, init_from, checkpoint_every, paper, precision, jit_compile,
+                  augment_on, data_on_device, log):
+    from tinynet.data.device_input import check_device_input
+
     model_kwargs = dict(model_kwargs or {})
     configure_determinism(seed, deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
+    check_device_input(augment_on, data_on_device, augment_backend,
+                       strategy.num_replicas_in_sync)
     chief = is_chief(strategy)
     rd = RunDirectory(run_dir) if chief else ReaderRunDirectory(run_dir)
     # what must match for a run directory to be resumed: the dataset by its registry name and
@@ -304,7 +338,8 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                     k: v for k, v in data.spec.get("args", {}).items()
                     if k not in LOCATION_ARGS}},
                 "augment_backend": augment_backend,
-                "init_from": _absolute(init_from) if init_from else None}
+                "init_from": _absolute(init_from) if init_from else None,
+                "precision": precision, "jit_compile": jit_compile}
     for i, stage in enumerate(protocol.stages):  # a bad optimizer fails now, not hours in
         if i == 0 or stage.optimizer:
             make_optimizer(protocol.optimizer_spec(i))
@@ -328,17 +363,23 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     with strategy.scope():
         model = get_model(model_name, num_classes=data.num_classes, **model_kwargs,
                           **({"devices": list(model_parallel)} if model_parallel else {}))
+        model = float32_classifier(model)
     if sync_batch_norm:
         count = synchronize_batch_norm(model)
         log(f"--sync-bn: {count} BatchNormalization layers use the global batch's statistics"
             if replicas > 1 else "--sync-bn: one replica, so nothing to synchronise")
     prepare_model(model, strategy)
     placement = dict(describe_strategy(strategy),
-                     model_parallel=list(model_parallel) if model_parallel else None)
-    if stored.get("distribution", placement) != placement:
+                     model_parallel=list(model_parallel) if model_parallel else None,
+                     keras_backend=keras.backend.backend(), augment_on=augment_on,
+                     data_on_device=bool(data_on_device))
+    before = dict({"keras_backend": "tensorflow", "augment_on": "cpu", "data_on_device": False},
+                  **stored.get("distribution", placement))
+    if before != placement:
         log(f"note: {run_dir} trained so far with {stored['distribution']}; it continues "
             f"with {placement}")
-    run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend)
+    run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend,
+               augment_on, data_on_device, jit_compile)
     owner = None  # the stage whose optimizer the model holds
 
     def use_optimizer_of(stage_index):
@@ -435,6 +476,8 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         with strategy.scope():
             session.compile(model, use_optimizer_of(p.stage_index))
         train, val = session.datasets(first, end, first_step=steps_done)
+        with strategy.scope():
+            spec = session.prepare_model(model, train)
         callbacks = session.callbacks(first, run.on_epoch, steps_done, run.progress)
         epoch_end = next(cb for cb in callbacks if isinstance(cb, EpochEnd))
         def save(epoch, steps):
@@ -446,7 +489,7 @@ def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, eve
         if steps_done:
             # the compiled metrics' totals exist once the model is built symbolically
             with strategy.scope():
-                model._symbolic_build(data_batch=train.element_spec)
+                model._symbolic_build(data_batch=spec)
             restore = [RestoreMetrics(run.metric_arrays)]
         # the replicas' BN statistics agree before validation and the checkpoint
         run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1

@@ -22,6 +22,7 @@ from tinynet.data.pipeline import train_dataset
 from tinynet.errors import TinynetError
 from tinynet.training.callbacks import EpochEnd, check_lr_callbacks
 from tinynet.training.optimizers import make_optimizer
+from tinynet.training.precision import wrap_optimizer
 
 
 def apply_freeze(model, patterns):
@@ -45,7 +46,7 @@ def apply_freeze(model, patterns):
 def build_optimizer(spec, model):
     """The optimizer ``spec`` names, built over every variable of ``model`` that any stage may
     train (the stage's own freeze is applied after, by ``StageSession.compile``)."""
-    optimizer = make_optimizer(spec)
+    optimizer = wrap_optimizer(make_optimizer(spec))
     apply_freeze(model, ())
     optimizer.build(model.trainable_variables)
     return optimizer
@@ -89,7 +90,8 @@ class StageSession:
     def compile(self, model, optimizer):
         apply_freeze(model, self.stage.freeze)
         loss, metrics = loss_and_metrics(self.stage)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                      jit_compile=self.run.jit_compile)
         # A fresh trace per stage: tf.function would otherwise relax a trace that has seen
         # several stage shapes to unknown dimensions, and a run resumed mid-stage (which
         # traces the static shape) would then compute in a different order than the
@@ -101,13 +103,35 @@ class StageSession:
         ``first``, already trained) and the validation set."""
         run, stage, p = self.run, self.stage, self.run.plan[first]
         augment = get_augmenter(stage.augment, run.augment_backend) if stage.augment else None
+        self.device_input = None
+        if run.augment_on == "device" or run.data_on_device:
+            from tinynet.data.device_input import DeviceInput
+            self.device_input = DeviceInput(
+                run.data.train, resolution=stage.resolution, interpolation=run.interpolation,
+                augment=augment, mean=run.mean, std=run.std, batch_transform=self.mixup(),
+                data_on_device=run.data_on_device)
         train = train_dataset(run.data.train, seed=run.seed, first_epoch=first,
                               num_epochs=end - first, steps_per_epoch=p.steps,
                               batch_size=stage.batch_size, sample_offset=p.sample_offset,
                               resolution=stage.resolution, augment=augment,
                               interpolation=run.interpolation, mean=run.mean, std=run.std,
-                              batch_transform=self.mixup(), first_step=first_step)
+                              batch_transform=self.mixup(), first_step=first_step,
+                              device_input=self.device_input)
         return train, run.val_dataset(self.label_transform())
+
+    def prepare_model(self, model, train):
+        """Installs (or removes) the stage's in-step input work; returns the spec of the
+        batches the model itself sees (``model._symbolic_build`` reads it)."""
+        from tinynet.data.device_input import DeviceInput
+
+        DeviceInput.remove(model)
+        spec = train.element_spec
+        if self.device_input is not None:
+            self.device_input.install(model)
+            spec = self.device_input.output_spec(spec)
+            model._symbolic_build(data_batch=spec)
+        model.make_train_function(force=True)  # Keras binds train_step when it makes it
+        return spec
 
     def callbacks(self, first, on_epoch, steps_done=0, progress=None):
         """The stage's lr callback (its saved state restored) and the per-epoch recorder;
