@@ -21,6 +21,7 @@ setup(
         "imgaug==0.4.0",
         "opencv-python",
     ],
-    extras_require={"test": ["pytest>=7", "optuna>=4.9"],
-                    "tune": ["optuna>=4.9"]},  # tools/tune.py (heartbeat-stale retries: 4.9)
+    extras_require={"test": ["pytest>=7", "optuna>=4.9", "jax>=0.4.30"],
+                    "tune": ["optuna>=4.9"],  # tools/tune.py (heartbeat-stale retries: 4.9)
+                    "jax": ["jax>=0.4.30"]},  # --backend jax (tests run the models under it)
 )

@@ -1,16 +1,36 @@
-"""Each paper's augmentation recipe as data: a registry of named imgaug pipelines.
+"""Each paper's augmentation recipe as data: a registry of named augmentation trees.
 
-A recipe is an imgaug augmenter factory applied per image to uint8 NHWC batches, plus the
-``input_size`` it expects (None: any). Normalisation (seed 001's global mean subtraction, the
+A recipe is a DATA tree (``Recipe.pipeline``), written once and run by every backend, plus the
+``input_size`` it expects (None: any):
+
+- ``T(kind, **params)``: one transform; ``kind`` is the imgaug augmenter class name
+  (``"Fliplr"``, ``"Affine"``, ...), ``params`` exactly the keyword arguments that class takes.
+  Values keep imgaug's parameter semantics: a number is deterministic, a tuple ``(a, b)`` a
+  uniform range, a list a choice; imgaug's ``ALL`` constant is the string ``"ALL"``. Lists and
+  dicts are stored frozen (``FrozenList``, ``FrozenDict``) and thawed when built, so a node
+  is hashable and builds exactly the call it was written as.
+- ``Sometimes(p, child)``, ``SomeOf(n, children, random_order)``,
+  ``Sequential(children, random_order=False)``: imgaug's containers.
+
+``to_imgaug(node)`` builds the imgaug augmenter of any node (children first, then the
+container: the very constructor calls, in the same order, as the hand-written factories this
+module had before, so a seed gives bit-identical output); ``build_recipe(name)`` does it for a
+registered recipe. ``tinynet.augment.native_backend`` runs the same trees with TensorFlow ops.
+
+Normalisation (seed 001's global mean subtraction, the
 CIFAR mean/std) is not a recipe's business: it is a pipeline step whose statistics belong to
 the dataset (``tinynet.data.datasets``), switched on by the protocol (``Protocol.normalize``).
-Backends live in a registry (``tinynet.augment.backends``); imgaug is the one today.
+Backends live in a registry (``tinynet.augment.backends``): ``imgaug`` (the papers' own library)
+and ``native`` (TensorFlow ops on the whole batch).
 
 - ``densenet_model1`` (Abai & Rajmalwar 2019, original notebook; seed 002 section II-A-3):
-  ``SomeOf((0, None), [...])`` -- a random subset (possibly empty) of five transforms, in
-  random order, per image: scale 0.5-1.5, rotation +-20 degrees, coarse dropout of up to 20%
-  of the pixels in 5-7%-sized blocks, additive Gaussian noise (sigma 0.05 * 255), crop/pad by
-  +-25%. Parameters are the original code's (protocols.md).
+  ``SomeOf((0, None), [...])`` -- per image a random subset (possibly empty) of five
+  transforms, applied in an order drawn once per batch (imgaug's ``random_order``): scale
+  0.5-1.5, a rotation by exactly 20 degrees (the original code's ``rotate=20``: in imgaug 0.4 a
+  0.5-1.5, a rotation by exactly 20 degrees (the original code's ``rotate=20``: in imgaug 0.4 a
+  bare number is deterministic, not the +-20 range the paper's prose suggests), coarse
+  dropout of up to 20% of the pixels in 5-7%-sized blocks, additive Gaussian noise (sigma
+  0.05 * 255), crop/pad by +-25%. Parameters are the original code's (protocols.md).
 - ``densenet_model2`` (the Model 2 code, protocols.md): a random-order ``Sequential`` of
   Fliplr(0.5), Flipud(0.2) and, each with probability 0.5, GaussianBlur, CropAndPad, Affine,
   CoarseDropout, Multiply and contrast normalisation (``LinearContrast``, imgaug 0.4's name
@@ -18,14 +38,15 @@ Backends live in a registry (``tinynet.augment.backends``); imgaug is the one to
 - ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5 (the improved
   protocol adds global mean subtraction in the pipeline).
 - ``resnet_heavy`` (seed 001 section 6): 12 transforms -- "flipping, cropping, scaling,
-  shifting and etc." -- of which ``SomeOf((1, 4))`` are applied per image in random order,
-  strengths chosen here (the paper gives none) so that the object stays "obvious to human
-  eyes": horizontal flip; vertical flip (p 0.2 within the subset: Tiny ImageNet has few
-  upside-down classes); crop up to 15% per side; scale 0.8-1.25; translate +-12.5%; rotate
-  +-15 degrees; shear +-10 degrees; Gaussian blur sigma 0-1.0; additive Gaussian noise up to
-  0.04 * 255; brightness x0.75-1.25; contrast 0.75-1.35; hue/saturation shift +-15.
-  Geometric transforms fill with edge pixels, so no black borders suggest a class. The final
-  protocol keeps the improved model's global mean subtraction.
+  shifting and etc." -- of which ``SomeOf((1, 4))`` are applied per image in random order
+  (one order per batch), strengths chosen here (the paper gives none) so that the object
+  stays "obvious to human eyes": horizontal flip; vertical flip (p 0.2 within the subset:
+  Tiny ImageNet has few upside-down classes); crop up to 15% per side; scale 0.8-1.25;
+  translate +-12.5%; rotate +-15 degrees; shear +-10 degrees (imgaug 0.4: a tuple shear
+  draws one angle per image for both the x and the y shear); Gaussian blur sigma 0-1.0;
+  additive Gaussian noise up to 0.04 * 255; brightness x0.75-1.25; contrast 0.75-1.35;
+  hue/saturation shift +-15. Geometric transforms fill with edge pixels, so no black borders
+  suggest a class. The final protocol keeps the improved model's global mean subtraction.
 - ``cifar_crop_flip`` (CIFAR ResNets, seeds 003 and 004; torchvision's ``RandomCrop(32,
   padding=4)`` + ``RandomHorizontalFlip``): pad 4 pixels with zeros, a random 32x32 crop,
   horizontal flip with probability 0.5. Input size 32.
@@ -37,14 +58,137 @@ Backends live in a registry (``tinynet.augment.backends``); imgaug is the one to
 """
 import dataclasses
 
-from tinynet.augment.imgaug_compat import import_imgaug
 from tinynet.errors import TinynetError
+
+ALL = "ALL"  # imgaug's ``ALL`` constant, as written in the data
+
+
+class FrozenList(tuple):
+    """A list-valued parameter (imgaug: a choice), stored immutable; built back as a list."""
+
+    def thaw(self):
+        return [_thaw(v) for v in self]
+
+    def __repr__(self):
+        return f"FrozenList({list(self)!r})"
+
+
+class FrozenDict(tuple):
+    """A dict-valued parameter (e.g. Affine's ``scale={"x": .., "y": ..}``), stored as sorted
+    ``(key, value)`` pairs; built back as a dict."""
+
+    def thaw(self):
+        return {k: _thaw(v) for k, v in self}
+
+    def __repr__(self):
+        return f"FrozenDict({dict(self)!r})"
+
+
+def _freeze(value):
+    if isinstance(value, (FrozenList, FrozenDict)):
+        return value
+    if isinstance(value, dict):
+        return FrozenDict(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return FrozenList(_freeze(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value):
+    if isinstance(value, (FrozenList, FrozenDict)):
+        return value.thaw()
+    if isinstance(value, tuple):
+        return tuple(_thaw(v) for v in value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class T:
+    """One transform: ``T("Affine", rotate=(-15, 15), mode="edge")``. ``kind`` is the imgaug
+    augmenter class name, ``params`` its keyword arguments (frozen: sorted ``(name, value)``
+    pairs; ``kwargs`` gives them back as written)."""
+    kind: str
+    params: tuple
+
+    def __init__(self, kind, **params):
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "params", tuple(sorted((k, _freeze(v))
+                                                        for k, v in params.items())))
+
+    @property
+    def kwargs(self):
+        """The keyword arguments as written (lists and dicts thawed, ``"ALL"`` kept)."""
+        return {k: _thaw(v) for k, v in self.params}
+
+    def get(self, name, default=None):
+        return self.kwargs.get(name, default)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sometimes:
+    """imgaug's ``Sometimes(p, child)``: ``child`` applied to each image with probability p."""
+    p: float
+    child: object
+
+
+@dataclasses.dataclass(frozen=True)
+class SomeOf:
+    """imgaug's ``SomeOf(n, children, random_order)``: per image a random subset of the
+    children, of a size drawn from ``n`` (an int, ``(a, b)`` inclusive, ``(a, None)``: a to all,
+    or None: all)."""
+    n: object
+    children: tuple
+    random_order: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "children", tuple(self.children))
+        object.__setattr__(self, "n", _freeze(self.n))
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequential:
+    """imgaug's ``Sequential(children, random_order)``: all children, in order or in an order
+    drawn once per batch."""
+    children: tuple
+    random_order: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "children", tuple(self.children))
+
+
+def to_imgaug(node):
+    """A fresh imgaug augmenter for a tree node (children are built first, then the
+    container, as a hand-written imgaug pipeline builds them)."""
+    from tinynet.augment.imgaug_compat import import_imgaug
+    imgaug = import_imgaug()
+    iaa = imgaug.augmenters
+
+    def value(v):
+        v = _thaw(v)
+        return imgaug.ALL if isinstance(v, str) and v == ALL else v
+
+    def build(n):
+        if isinstance(n, T):
+            return getattr(iaa, n.kind)(**{k: value(v) for k, v in n.params})
+        if isinstance(n, Sometimes):
+            return iaa.Sometimes(n.p, build(n.child))
+        if isinstance(n, SomeOf):
+            children = [build(c) for c in n.children]
+            return iaa.SomeOf(_thaw(n.n), children, random_order=n.random_order)
+        if isinstance(n, Sequential):
+            children = [build(c) for c in n.children]
+            return iaa.Sequential(children, random_order=n.random_order)
+        raise TinynetError(f"not an augmentation tree node: {n!r}")
+
+    return build(node)
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     name: str
-    build: object  # () -> imgaug augmenter
+    pipeline: object  # the data tree (T / Sometimes / SomeOf / Sequential)
     input_size: int | None = None  # the image size the recipe expects (None: any)
     paper: str = ""
     on_normalized: bool = False  # runs on the normalised float images, not the uint8 ones
@@ -54,8 +198,9 @@ _RECIPES = {}
 
 
 def register_recipe(input_size=None, paper="", on_normalized=False):
+    """Registers ``fn`` (no arguments, returns a tree) as recipe ``fn.__name__``."""
     def decorate(fn):
-        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn, input_size, paper, on_normalized)
+        _RECIPES[fn.__name__] = Recipe(fn.__name__, fn(), input_size, paper, on_normalized)
         return fn
     return decorate
 
@@ -74,85 +219,82 @@ def get_recipe(name):
 
 def build_recipe(name):
     """A fresh imgaug augmenter for recipe ``name``."""
-    return get_recipe(name).build()
-
-
-def _iaa():
-    return import_imgaug().augmenters
+    return to_imgaug(get_recipe(name).pipeline)
 
 
 @register_recipe(paper="Abai & Rajmalwar 2019, Model 1 (seed 002)")
 def densenet_model1():
-    iaa = _iaa()
-    return iaa.SomeOf((0, None), [
-        iaa.Affine(scale=(0.5, 1.5)),
-        iaa.Affine(rotate=20),
-        iaa.CoarseDropout((0.0, 0.2), size_percent=(0.05, 0.07)),
-        iaa.AdditiveGaussianNoise(scale=0.05 * 255),
-        iaa.CropAndPad(percent=(-0.25, 0.25)),
+    return SomeOf((0, None), [
+        T("Affine", scale=(0.5, 1.5)),
+        T("Affine", rotate=20),
+        T("CoarseDropout", p=(0.0, 0.2), size_percent=(0.05, 0.07)),
+        T("AdditiveGaussianNoise", scale=0.05 * 255),
+        T("CropAndPad", percent=(-0.25, 0.25)),
     ], random_order=True)
 
 
 @register_recipe(paper="Abai & Rajmalwar 2019, Model 2 (seed 002)")
 def densenet_model2():
-    imgaug = import_imgaug()
-    iaa = imgaug.augmenters
-    sometimes = lambda aug: iaa.Sometimes(0.5, aug)  # noqa: E731
-    return iaa.Sequential([
-        iaa.Fliplr(0.5),
-        iaa.Flipud(0.2),
-        sometimes(iaa.GaussianBlur(sigma=(0, 2.0))),
-        sometimes(iaa.CropAndPad(percent=(-0.1, 0.2), pad_mode=imgaug.ALL, pad_cval=(0, 255))),
-        sometimes(iaa.Affine(scale={"x": (0.8, 1.5), "y": (0.8, 1.5)},
-                             translate_percent={"x": (-0.2, 0.2), "y": (-0.2, 0.2)},
-                             rotate=(-45, 45), shear=(-16, 16), order=[0, 1], cval=(0, 255),
-                             mode=imgaug.ALL)),
-        sometimes(iaa.CoarseDropout((0.03, 0.15), size_percent=(0.02, 0.05), per_channel=0.2)),
-        sometimes(iaa.Multiply((0.8, 1.2), per_channel=0.2)),
-        sometimes(iaa.LinearContrast((0.75, 1.5), per_channel=0.5)),
+    sometimes = lambda node: Sometimes(0.5, node)  # noqa: E731
+    return Sequential([
+        T("Fliplr", p=0.5),
+        T("Flipud", p=0.2),
+        sometimes(T("GaussianBlur", sigma=(0, 2.0))),
+        sometimes(T("CropAndPad", percent=(-0.1, 0.2), pad_mode=ALL, pad_cval=(0, 255))),
+        sometimes(T("Affine", scale={"x": (0.8, 1.5), "y": (0.8, 1.5)},
+                    translate_percent={"x": (-0.2, 0.2), "y": (-0.2, 0.2)},
+                    rotate=(-45, 45), shear=(-16, 16), order=[0, 1], cval=(0, 255),
+                    mode=ALL)),
+        sometimes(T("CoarseDropout", p=(0.03, 0.15), size_percent=(0.02, 0.05),
+                    per_channel=0.2)),
+        sometimes(T("Multiply", mul=(0.8, 1.2), per_channel=0.2)),
+        sometimes(T("LinearContrast", alpha=(0.75, 1.5), per_channel=0.5)),
     ], random_order=True)
 
 
 @register_recipe(paper="seed 001, section 4.3")
 def resnet_basic():
-    return _iaa().Fliplr(0.5)
+    return T("Fliplr", p=0.5)
 
 
 @register_recipe(paper="seed 001, section 6")
 def resnet_heavy():
-    iaa = _iaa()
-    return iaa.SomeOf((1, 4), [
-        iaa.Fliplr(1.0),
-        iaa.Flipud(0.2),
-        iaa.Crop(percent=(0, 0.15), keep_size=True),
-        iaa.Affine(scale=(0.8, 1.25), mode="edge"),
-        iaa.Affine(translate_percent={"x": (-0.125, 0.125), "y": (-0.125, 0.125)}, mode="edge"),
-        iaa.Affine(rotate=(-15, 15), mode="edge"),
-        iaa.Affine(shear=(-10, 10), mode="edge"),
-        iaa.GaussianBlur(sigma=(0, 1.0)),
-        iaa.AdditiveGaussianNoise(scale=(0, 0.04 * 255)),
-        iaa.Multiply((0.75, 1.25)),
-        iaa.LinearContrast((0.75, 1.35)),
-        iaa.AddToHueAndSaturation((-15, 15)),
+    return SomeOf((1, 4), [
+        T("Fliplr", p=1.0),
+        T("Flipud", p=0.2),
+        T("Crop", percent=(0, 0.15), keep_size=True),
+        T("Affine", scale=(0.8, 1.25), mode="edge"),
+        T("Affine", translate_percent={"x": (-0.125, 0.125), "y": (-0.125, 0.125)},
+          mode="edge"),
+        T("Affine", rotate=(-15, 15), mode="edge"),
+        T("Affine", shear=(-10, 10), mode="edge"),
+        T("GaussianBlur", sigma=(0, 1.0)),
+        T("AdditiveGaussianNoise", scale=(0, 0.04 * 255)),
+        T("Multiply", mul=(0.75, 1.25)),
+        T("LinearContrast", alpha=(0.75, 1.35)),
+        T("AddToHueAndSaturation", value=(-15, 15)),
     ], random_order=True)
+
+
+def _cifar_crop_flip():
+    return Sequential([
+        T("Pad", px=4, pad_mode="constant", pad_cval=0, keep_size=False),
+        T("CropToFixedSize", width=32, height=32),
+        T("Fliplr", p=0.5),
+    ])
 
 
 @register_recipe(input_size=32, paper="He et al. 2016 CIFAR protocol (seeds 003, 004)")
 def cifar_crop_flip():
-    iaa = _iaa()
-    return iaa.Sequential([
-        iaa.Pad(px=4, pad_mode="constant", pad_cval=0, keep_size=False),
-        iaa.CropToFixedSize(width=32, height=32),
-        iaa.Fliplr(0.5),
-    ])
+    return _cifar_crop_flip()
 
 
 @register_recipe(input_size=32, paper="fb.resnet.torch CIFAR protocol (seed 003)",
                  on_normalized=True)
 def cifar_crop_flip_mean_border():
-    return cifar_crop_flip()  # (pad value 0 on normalised images: the mean colour)
+    return _cifar_crop_flip()  # (pad value 0 on normalised images: the mean colour)
 
 
 @register_recipe(paper="seed 000")
 def flip():
-    return _iaa().Fliplr(0.5)
+    return T("Fliplr", p=0.5)
