@@ -7,12 +7,39 @@
     python tools/benchmark.py resnet                     # ResNet speed-ups: fused BN, XLA, NCHW, SD
     python tools/benchmark.py cifar                      # seed 004's Table 1 rows: epoch time on CIFAR-10
     python tools/benchmark.py parallel                   # seed 003's Table V: model vs data parallel
+    python tools/benchmark.py gpu                        # every paper's model on the accelerator,
+                                                         # any Keras backend (no TensorFlow needed)
 
 ``train`` measures training throughput (images/s) of registered models: ``model.fit`` on
 in-memory random batches (so the input pipeline is not what is measured), Adam, the first
 ``--warmup`` steps (tracing, allocation) excluded. Each model is measured in the same process,
 one after the other, so their ratio is meaningful even on a shared, noisy machine; absolute
 figures vary from run to run.
+
+``gpu`` runs under whichever Keras backend is available -- ``KERAS_BACKEND`` from the
+environment, else the first importable of jax, torch, tensorflow -- and needs no TensorFlow (the
+lent GPU machine has JAX and PyTorch with CUDA, no TensorFlow and no package registry). It
+names the backend and the accelerator, and measures training images/s (``train_on_batch`` on
+random data already on the device, SGD, the first ``--warmup`` steps excluded) of DenseNet
+Models 1 and 2 and ResNet-18/34/50 at 64 px (Tiny ImageNet), the CIFAR ResNet-24 of seed 004
+and the Multi-ResNet 200, k=5 of seed 003 at 32 px, each in float32, mixed_bfloat16 and
+mixed_float16, with and without XLA (``jit_compile``; JAX always compiles with XLA), and
+projects each paper's whole protocol (its training images / images/s). Without an accelerator
+it says so and still runs (on the CPU). On the GPU machine, from the repository root::
+
+    PYTHONPATH=.vendor:. KERAS_BACKEND=jax python tools/benchmark.py gpu
+    PYTHONPATH=.vendor:. KERAS_BACKEND=torch python tools/benchmark.py gpu --models resnet18
+    # split a long run (at most 10 minutes a command there):
+    ... gpu --models densenet_model1 densenet_model2 --precisions float32 mixed_bfloat16
+
+Keras must travel with the working tree: ``python tools/vendor.py .vendor`` (here, before the
+working tree is copied) puts keras and its pure-Python requirements (absl-py, rich and its
+markdown-it-py/mdurl/pygments, namex, packaging) into ``.vendor/``, which must not be
+git-ignored so that it is copied (or pass it as a carried path). h5py, optree and ml_dtypes
+have compiled parts: the GPU machine's Python must already have them (JAX itself needs
+ml_dtypes and, in recent versions, opt_einsum), or wheels for its Python and platform must be
+copied and unpacked there; ``tools/vendor.py --check`` lists what the target Python lacks. The
+table goes to docs/benchmarks.md unless ``--no-record``.
 """
 import argparse
 import datetime
@@ -31,7 +58,19 @@ DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 
                    "benchmarks.md")
 
 
+def _keras_backend_name():
+    """The Keras backend in use (or that Keras will use), without importing Keras."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"].backend.backend()
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
 def machine():
+    """CPU, cores, accelerators and software; TensorFlow is imported only when it is the Keras
+    backend (otherwise the backend describes the accelerators)."""
+    backend = _keras_backend_name()
+    if backend != "tensorflow":
+        return _machine_without_tensorflow(backend)
     import tensorflow as tf
 
     cpu = platform.processor() or platform.machine()
@@ -46,6 +85,30 @@ def machine():
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"{cpu}, {cores} cores usable" + (f", GPU: {', '.join(gpus)}" if gpus else ", no GPU")
             + f"; TensorFlow {tf.__version__}, Python {platform.python_version()}")
+
+
+def _cpu_name():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            found = re.search(r"model name\s*:\s*(.+)", f.read())
+            cpu = found.group(1).strip() if found else cpu
+    except OSError:
+        pass
+    return cpu
+
+
+def _machine_without_tensorflow(backend):
+    import keras
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    accelerators, _ = accelerator_names(backend)
+    version = {"jax": lambda: __import__("jax").__version__,
+               "torch": lambda: __import__("torch").__version__}.get(backend, lambda: "?")()
+    return (f"{_cpu_name()}, {cores} cores usable"
+            + (f", GPU: {', '.join(accelerators)}" if accelerators else ", no GPU")
+            + f"; Keras {keras.__version__} on {backend} {version} (no TensorFlow), Python "
+              f"{platform.python_version()}")
 
 
 def record(section, table, notes):
@@ -243,15 +306,18 @@ def cmd_quick(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
-def pipeline_throughput(image_set, recipe, parallel, batches, batch_size=128, warmup=2):
-    """Images/s of ``train_dataset`` at 64 px with ``recipe`` (None: no augmentation)."""
+def pipeline_throughput(image_set, recipe, parallel, batches, batch_size=128, warmup=2,
+                        backend="imgaug"):
+    """Images/s of ``train_dataset`` at the set's size with ``recipe`` run by ``backend``
+    (recipe None: no augmentation)."""
     from tinynet.augment import get_augmenter
     from tinynet.data.pipeline import train_dataset
 
-    augment = get_augmenter(recipe) if recipe else None
+    augment = get_augmenter(recipe, backend) if recipe else None
     ds = train_dataset(image_set, seed=0, first_epoch=0, num_epochs=1,
                        steps_per_epoch=warmup + batches, batch_size=batch_size, sample_offset=0,
-                       resolution=64, augment=augment, num_parallel_calls=parallel)
+                       resolution=image_set.image_size, augment=augment,
+                       num_parallel_calls=parallel)
     it = iter(ds)
     for _ in range(warmup):
         next(it)
@@ -264,37 +330,54 @@ def pipeline_throughput(image_set, recipe, parallel, batches, batch_size=128, wa
 def cmd_pipeline(args):
     import tempfile
 
+    import numpy as np
+
     from tinynet.augment import get_recipe, list_recipes
     from tinynet.data.datasets import get_dataset
+    from tinynet.data.pipeline import ImageSet
 
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    calls = sorted({1, cores})
     with tempfile.TemporaryDirectory() as tmp:
         spec = dict(data_dir=os.path.join(tmp, "tiny"), num_classes=20, train_per_class=100,
                     val_per_class=1, test_images=1)
         on_disk = get_dataset("synthetic-tiny-imagenet", cache="none", **spec).train
         in_memory = get_dataset("synthetic-tiny-imagenet", cache="memory", **spec).train
-        cases = [("decode JPEGs from disk, no augmentation", on_disk, None),
-                 ("decoded in memory, no augmentation", in_memory, None)]
-        cases += [(f"in memory + `{r}`", in_memory, r) for r in list_recipes()
-                  if get_recipe(r).input_size in (None, 64)]  # 64 px images here
+        # the CIFAR recipes take 32 px images: the same images at half the size
+        small = ImageSet(labels=in_memory.labels, image_size=32,
+                         images=np.ascontiguousarray(in_memory.images[:, ::2, ::2]))
         rows = []
-        for label, image_set, recipe in cases:
-            rates = [pipeline_throughput(image_set, recipe, p, args.batches) for p in (1, 2)]
-            rows.append((label, f"{rates[0]:.0f}", f"{rates[1]:.0f}"))
-            print(f"{label}: {rates[0]:.0f} / {rates[1]:.0f} images/s", flush=True)
-    table = markdown_table(["input pipeline at 64 px, batch 128", "1 parallel call",
-                            "2 parallel calls"], rows)
+        for label, image_set in (("decode JPEGs from disk", on_disk),
+                                 ("decoded in memory", in_memory)):
+            rates = [pipeline_throughput(image_set, None, p, args.batches) for p in calls]
+            rows.append([f"{label}, no augmentation", ""] + [f"{r:.0f}" for r in rates]
+                        + [""] * (len(calls) + 1))
+            print(f"{label}: {rates} images/s", flush=True)
+        for recipe in args.recipes or list_recipes():
+            image_set = small if get_recipe(recipe).input_size == 32 else in_memory
+            rates = {b: [pipeline_throughput(image_set, recipe, p, args.batches, backend=b)
+                         for p in calls] for b in ("imgaug", "native")}
+            ratio = max(rates["native"]) / max(rates["imgaug"])
+            rows.append([f"`{recipe}`", f"{image_set.image_size}"]
+                        + [f"{r:.0f}" for r in rates["imgaug"]]
+                        + [f"{r:.0f}" for r in rates["native"]] + [f"{ratio:.2f}x"])
+            print(f"{recipe}: imgaug {rates['imgaug']} native {rates['native']} "
+                  f"({ratio:.2f}x)", flush=True)
+    head = [f"{n} call{'s' if n > 1 else ''}" for n in calls]
+    table = markdown_table(["input pipeline, batch 128", "px"] + [f"imgaug, {h}" for h in head]
+                           + [f"native, {h}" for h in head] + ["native / imgaug (best)"], rows)
     print(table)
     if args.record:
-        record("Input pipeline, 64 px", table,
-               f"`python tools/benchmark.py pipeline`: images/s out of `train_dataset` "
-               f"({args.batches} batches of 128 after 2 warm-up batches, 2,000 generated 64 px "
-               f"JPEGs; `num_parallel_calls` 1 and 2; one imgaug call per batch; "
-               f"`cifar_crop_flip` is left out: it expects 32 px images). A second parallel "
-               f"call does not speed up the imgaug recipes on this 2-core machine: much of "
-               f"imgaug's work holds the GIL, and the second call competes with the first "
-               f"for the same two cores. Every recipe still runs hundreds of times faster "
-               f"than the full-width models train here, so on this CPU the model, not the "
-               f"pipeline, sets the pace.")
+        record("Input pipeline: imgaug and native augmentation", table,
+               f"`python tools/benchmark.py pipeline`: images/s out of `train_dataset` on "
+               f"in-memory uint8 images ({args.batches} batches of 128 after 2 warm-up "
+               f"batches; 2,000 generated images at 64 px, the same images at 32 px for the "
+               f"CIFAR recipes; `num_parallel_calls` {' and '.join(map(str, calls))}, i.e. 1 "
+               f"and all cores). The decode rows have no augmentation (their imgaug columns "
+               f"are the pipeline alone). The ratio compares each backend's best column. "
+               f"imgaug makes one Python call per batch (OpenCV and NumPy kernels, much of it "
+               f"under the GIL); native is TensorFlow ops in the tf.data graph "
+               f"(`tinynet.augment.native_backend`).")
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
@@ -398,6 +481,204 @@ def cmd_transfer(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
+# ---------------------------------------------------------------------------------------------
+# gpu: every paper's model on the accelerator, under any Keras backend (no TensorFlow needed)
+
+BACKEND_ORDER = ("jax", "torch", "tensorflow")
+
+
+def choose_backend():
+    """``KERAS_BACKEND`` from the environment, else the first importable of jax, torch and
+    tensorflow (set in the environment before Keras is imported); returns it."""
+    import importlib.util
+
+    chosen = os.environ.get("KERAS_BACKEND")
+    if not chosen:
+        chosen = next((b for b in BACKEND_ORDER if importlib.util.find_spec(b) is not None),
+                      None)
+        if chosen is None:
+            from tinynet.errors import TinynetError
+            raise TinynetError("no Keras backend is importable: install jax, torch or "
+                               "tensorflow (or put them on PYTHONPATH)")
+        os.environ["KERAS_BACKEND"] = chosen
+    return chosen
+
+
+def accelerator_names(backend):
+    """``(names of the accelerators the backend sees, how it was asked)``; no names: none."""
+    if backend == "jax":
+        import jax
+
+        devices = [d for d in jax.devices() if d.platform != "cpu"]
+        return [d.device_kind for d in devices], "jax.devices()"
+    if backend == "torch":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [torch.cuda.get_device_name(i) for i in range(count)], "torch.cuda"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+                for g in tf.config.list_physical_devices("GPU")], "tf.config"
+    return [], backend
+
+
+# The protocols' training images, from experiments/*.py (tests/test_backends.py checks these
+# against the modules): model -> (paper's batch, px, [(images, px), ...] of the whole protocol,
+# what the protocol is). Images at another resolution than the measured one are counted at
+# the ratio of their pixel counts (the work of a convolutional net scales with the pixels).
+GPU_MODELS = {
+    # experiments/densenet_model1.py PROGRESSIVE: 245 epochs of 200 batches
+    "densenet_model1": (64, 64, [(15 * 200 * 256, 32), (30 * 200 * 64, 64), (10 * 200 * 256, 16),
+                                 (15 * 200 * 64, 64), (175 * 200 * 64, 64)],
+                        "progressive resizing, 245 epochs of 200 batches (32/64/16/64/64 px)"),
+    # experiments/densenet_model2.py: 6 phases, 108 epochs of 100,000 // 128 = 781 batches
+    "densenet_model2": (128, 64, [(108 * 781 * 128, 64)], "108 epochs x 781 batches of 128"),
+    # experiments/resnet_tiny_imagenet.py "final": 40k + 20k + 10k iterations of batch 100
+    "resnet18": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
+    "resnet34": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
+    "resnet50": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
+    # experiments/cifar_resnet_design.py: 200 + 200 epochs of 45,000 // 128 = 351 batches
+    "nyu_resnet24": (128, 32, [(400 * 351 * 128, 32)], "200 + 200 epochs x 351 batches of 128"),
+    # experiments/multi_resnet_cifar.py: 164 epochs of 50,000 // 128 = 390 batches
+    "multi_resnet200_k5": (128, 32, [(164 * 390 * 128, 32)], "164 epochs x 390 batches of 128"),
+}
+# builder arguments as the experiments build them (seed 001: block e, stochastic depth 0.5)
+GPU_MODEL_KWARGS = {
+    "resnet18": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
+    "resnet34": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
+    "resnet50": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
+}
+GPU_CLASSES = {"nyu_resnet24": 10, "multi_resnet200_k5": 10}  # the others: Tiny ImageNet's 200
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def protocol_images(name, px):
+    """The protocol's training images of ``name`` in ``px``-pixel equivalents."""
+    return sum(n * (r / px) ** 2 for n, r in GPU_MODELS[name][2])
+
+
+def _seed(seed):
+    """``keras.utils.set_random_seed`` without its ``import tensorflow`` off TensorFlow."""
+    import random
+
+    import keras
+    import numpy as np
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        from keras.src.backend.common import global_state
+        global_state.set_global_attribute("global_random_seed", seed)
+    except ImportError:
+        pass
+    if backend == "torch":
+        import torch
+        torch.manual_seed(seed)
+
+
+def gpu_throughput(name, batch_size, px, precision, jit_compile, steps, warmup, width=None):
+    """Training images/s of registered model ``name`` with ``train_on_batch`` on one random
+    batch already on the device (the first ``warmup`` steps, compilation included, excluded)."""
+    import keras
+    import numpy as np
+
+    from tinynet.models import get_model
+
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        _seed(0)
+        classes = GPU_CLASSES.get(name, 200)
+        kwargs = dict(GPU_MODEL_KWARGS.get(name, {}), num_classes=classes)
+        if name.startswith("densenet") or name.startswith("resnet") or name == "nyu_resnet24":
+            kwargs["input_shape"] = (px, px, 3)
+        if width is not None:
+            kwargs["width"] = width
+        model = get_model(name, **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(),
+                      jit_compile=jit_compile)
+        rng = np.random.default_rng(0)
+        # keras.ops tensors live on the backend's default device (the GPU when there is one)
+        x = keras.ops.convert_to_tensor(rng.random((batch_size, px, px, 3), np.float32))
+        y = keras.ops.convert_to_tensor(rng.integers(0, classes, batch_size).astype("int32"))
+        for _ in range(warmup):
+            model.train_on_batch(x, y)  # returns host floats: each step is synchronised
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = model.train_on_batch(x, y)
+        seconds = time.perf_counter() - start
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"loss {loss}")
+        return model.count_params(), steps * batch_size / seconds
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+        keras.backend.clear_session()
+
+
+def _hours(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def cmd_gpu(args):
+    import keras
+
+    backend = keras.backend.backend()
+    accelerators, asked = accelerator_names(backend)
+    if accelerators:
+        where = f"accelerator: {', '.join(accelerators)} ({asked})"
+    else:
+        where = (f"no accelerator: {asked} sees no GPU; measuring on the CPU (the figures are "
+                 f"the CPU's, not a GPU's)")
+    print(f"Keras {keras.__version__}, backend {backend}; {where}", flush=True)
+    jit_options = [True] if backend == "jax" else [False, True]
+    rows = []
+    for name in args.models:
+        paper_batch, px = GPU_MODELS[name][:2]
+        batch = args.batch_size or paper_batch
+        for precision in args.precisions:
+            for jit in jit_options:
+                xla = "always (JAX)" if backend == "jax" else ("on" if jit else "off")
+                try:
+                    params, ips = gpu_throughput(name, batch, px, precision, jit, args.steps,
+                                                 args.warmup, args.width)
+                except Exception as e:  # noqa: BLE001 (a configuration a backend lacks)
+                    message = " ".join(str(e).split())[:120]
+                    rows.append((name, px, batch, precision, xla, "failed",
+                                 f"{type(e).__name__}: {message}", "-"))
+                    print(f"{name} {precision} XLA {xla}: failed, {type(e).__name__}: {message}",
+                          flush=True)
+                    continue
+                total = protocol_images(name, px) / ips
+                rows.append((name, px, batch, precision, xla, f"{ips:.1f}",
+                             f"{batch / ips * 1000:.1f}", _hours(total)))
+                print(f"{name} {precision} XLA {xla}: {ips:.1f} images/s, whole protocol "
+                      f"{_hours(total)}", flush=True)
+    table = markdown_table(["model", "px", "batch", "precision", "XLA (jit_compile)",
+                            "train images/s", "ms/step", "whole protocol (projected)"], rows)
+    print(table)
+    protocols = "; ".join(f"{n}: {GPU_MODELS[n][3]}" for n in args.models)
+    note = (f"`python tools/benchmark.py gpu` under Keras' {backend} backend, {where}. Training "
+            f"images/s of `train_on_batch` on one random batch already on the device (SGD "
+            f"with momentum, sparse cross-entropy; {args.steps} timed steps after "
+            f"{args.warmup} warm-up steps, each step synchronised by its returned loss), "
+            f"width {args.width or 1.0}. "
+            + ("JAX compiles every train step with XLA (`jit_compile` has no off switch "
+               "there). " if backend == "jax" else "")
+            + f"Whole protocol = the protocol's training images / images/s (validation, "
+              f"input pipeline and augmentation not counted; images at other resolutions "
+              f"counted by their pixels): {protocols}.")
+    if args.record:
+        record(f"Accelerator training throughput ({backend} backend"
+               f"{', ' + accelerators[0] if accelerators else ', CPU'})", table, note)
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
 def main(argv=None):
     parser = OneLineParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -429,6 +710,7 @@ def main(argv=None):
     q.add_argument("--no-record", dest="record", action="store_false")
     pl = sub.add_parser("pipeline", help="input pipeline images/s, decode-only and per recipe")
     pl.add_argument("--batches", type=positive_int, default=10)
+    pl.add_argument("--recipes", nargs="+", default=None, help="default: every recipe")
     pl.add_argument("--no-record", dest="record", action="store_false")
     pa = sub.add_parser("parallel", help="seed 003's Table V: model- vs data-parallel ms/step")
     pa.add_argument("--devices", default="2",
@@ -447,7 +729,21 @@ def main(argv=None):
     t.add_argument("--steps", type=positive_int, default=3)
     t.add_argument("--warmup", type=positive_int, default=1)
     t.add_argument("--no-record", dest="record", action="store_false")
+    g = sub.add_parser("gpu", help="the papers' models on the accelerator, any Keras backend "
+                                   "(jax, torch or tensorflow; no TensorFlow needed)")
+    g.add_argument("--models", nargs="+", default=list(GPU_MODELS), choices=list(GPU_MODELS))
+    g.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    g.add_argument("--batch-size", type=positive_int, default=None,
+                   help="one batch size for every model (default: each paper's)")
+    g.add_argument("--steps", type=positive_int, default=20)
+    g.add_argument("--warmup", type=positive_int, default=3)
+    g.add_argument("--width", type=float, default=None,
+                   help="width multiplier (default: the papers' widths)")
+    g.add_argument("--no-record", dest="record", action="store_false",
+                   help="print only; do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
+    if args.command == "gpu":
+        choose_backend()  # before anything imports Keras
     if args.command == "parallel":
         from tinynet.training.distribute import parse_devices
         args.devices = parse_devices(args.devices)
@@ -462,7 +758,7 @@ def main(argv=None):
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
     {"train": cmd_train, "quick": cmd_quick, "pipeline": cmd_pipeline,
      "resnet": cmd_resnet, "cifar": cmd_cifar, "parallel": cmd_parallel,
-     "transfer": cmd_transfer}[args.command](args)
+     "transfer": cmd_transfer, "gpu": cmd_gpu}[args.command](args)
 
 
 if __name__ == "__main__":
