@@ -1,6 +1,7 @@
 """The training-speed options: mixed precision (float32 classifier, loss scaling, identity),
 ``jit_compile``, and the input work moved into the training step (``--augment-on device``,
 ``--data-on-device``), which must compute exactly the host pipeline's batches."""
+import importlib.util
 import json
 
 import numpy as np
@@ -193,3 +194,44 @@ def test_data_format_auto_measures_then_keeps_the_runs_choice(data, tmp_path, mo
         "channels_first")
     with pytest.raises(TinynetError, match="does not apply to transfer_resnet18"):
         experiment.measured_data_format(args, protocol(), "transfer_resnet18", {}, data)
+
+
+@pytest.mark.slow
+def test_every_recipe_trains_through_the_native_backend(data, tmp_path):
+    import csv
+
+    from tinynet.augment import get_recipe, list_recipes
+    from tinynet.training.lr import Constant
+    from tinynet.training.protocol import Protocol, Stage
+    from tinynet.training.runner import run_protocol
+
+    for recipe in list_recipes():
+        size = get_recipe(recipe).input_size or 64
+        p = Protocol(name="recipe", optimizer={"name": "sgd", "learning_rate": 0.01},
+                     val_resolution=size, eval_batch_size=20,
+                     stages=(Stage("s", size, 8, 1, steps_per_epoch=2, augment=recipe,
+                                   lr=Constant()),))
+        run_protocol(p, model_name="resnet18", data=data, run_dir=str(tmp_path / recipe),
+                     model_kwargs={"width": 0.0625}, augment_backend="native",
+                     log=lambda line: None)
+        rows = list(csv.DictReader(open(tmp_path / recipe / "history.csv")))
+        assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"])), recipe
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
+def test_an_experiment_trains_and_resumes_under_jax(tmp_path):
+    # XLA's CPU optimisation level 0: the same arithmetic, compiled in seconds, not minutes
+    env = {"XLA_FLAGS": "--xla_backend_optimization_level=0", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run_dir = tmp_path / "run"
+    args = ["--quick", "--backend", "jax", "--run-dir", run_dir, "--data-dir", tmp_path / "data"]
+    first = run_script("multi_resnet_cifar.py", *args, env=env)
+    assert "done: 3 epochs" in first.stdout
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["distribution"]["keras_backend"] == "jax"
+    # lose the last epoch: the run resumes from the checkpoint before it, under JAX
+    (run_dir / "checkpoints" / "ckpt-00003.npz").unlink()
+    (run_dir / "final_model.keras").unlink()
+    second = run_script("multi_resnet_cifar.py", *args, env=env)
+    assert "resuming" in second.stdout and "2/3 epochs done" in second.stdout
+    assert "done: 3 epochs" in second.stdout
