@@ -55,6 +55,9 @@ import os
 
 import numpy as np
 import pytest
+
+# CI runs this file in its second step (pytest -m slow): the default run's budget
+pytestmark = pytest.mark.slow
 import tensorflow as tf
 from scipy import stats
 

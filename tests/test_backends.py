@@ -19,6 +19,9 @@ import time
 
 import pytest
 
+# CI runs this file in its second step (pytest -m slow): the default run's budget
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = os.path.join(REPO, "tests", "backend_smoke.py")
 TIMEOUT = 600

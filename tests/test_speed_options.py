@@ -77,6 +77,7 @@ def test_device_input_computes_the_host_pipelines_batches(data, on_device):
     assert spec[0].shape == (8, 48, 48, 3) and spec[1].shape == (8, 2 * data.num_classes)
 
 
+@pytest.mark.slow  # (CI's second step: the default run's 10-minute budget)
 def test_data_on_device_trains_like_the_host_pipeline(data, tmp_path):
     import csv
 
@@ -109,6 +110,7 @@ def test_device_input_refuses_what_cannot_run(data, tmp_path):
         DeviceInput(on_disk, resolution=64, data_on_device=True)
 
 
+@pytest.mark.slow  # (CI's second step: the default run's 10-minute budget)
 def test_mixed_bfloat16_run_keeps_the_classifier_in_float32_and_loads(data, tmp_path):
     import keras
 
@@ -131,6 +133,7 @@ def test_mixed_bfloat16_run_keeps_the_classifier_in_float32_and_loads(data, tmp_
     np.testing.assert_allclose(y, model.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow  # (CI's second step: the default run's 10-minute budget)
 def test_mixed_float16_checkpoints_the_loss_scale_and_resumes(data, tmp_path):
     import keras
 
@@ -171,6 +174,7 @@ def test_cli_refuses_device_augmentation_with_imgaug(quick_data_dir, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # (CI's second step: the default run's 10-minute budget)
 def test_data_format_auto_measures_then_keeps_the_runs_choice(data, tmp_path, monkeypatch):
     import argparse
 
@@ -194,28 +198,6 @@ def test_data_format_auto_measures_then_keeps_the_runs_choice(data, tmp_path, mo
         "channels_first")
     with pytest.raises(TinynetError, match="does not apply to transfer_resnet18"):
         experiment.measured_data_format(args, protocol(), "transfer_resnet18", {}, data)
-
-
-@pytest.mark.slow
-def test_every_recipe_trains_through_the_native_backend(data, tmp_path):
-    import csv
-
-    from tinynet.augment import get_recipe, list_recipes
-    from tinynet.training.lr import Constant
-    from tinynet.training.protocol import Protocol, Stage
-    from tinynet.training.runner import run_protocol
-
-    for recipe in list_recipes():
-        size = get_recipe(recipe).input_size or 64
-        p = Protocol(name="recipe", optimizer={"name": "sgd", "learning_rate": 0.01},
-                     val_resolution=size, eval_batch_size=20,
-                     stages=(Stage("s", size, 8, 1, steps_per_epoch=2, augment=recipe,
-                                   lr=Constant()),))
-        run_protocol(p, model_name="resnet18", data=data, run_dir=str(tmp_path / recipe),
-                     model_kwargs={"width": 0.0625}, augment_backend="native",
-                     log=lambda line: None)
-        rows = list(csv.DictReader(open(tmp_path / recipe / "history.csv")))
-        assert len(rows) == 1 and np.isfinite(float(rows[0]["loss"])), recipe
 
 
 @pytest.mark.slow
