@@ -450,16 +450,12 @@ def _stat_names(case):
 
 # Checks expected to fail because of a documented difference between the backends; each names
 # the difference (none so far: see the report of the task that wrote this file).
-XFAIL = {}
-
-
 def _params():
     out = []
     for case in CASES:
         for name in _stat_names(case):
             key = f"{case.id}|{name}"
-            marks = [pytest.mark.xfail(strict=True, reason=XFAIL[key])] if key in XFAIL else []
-            out.append(pytest.param(case.id, name, id=key, marks=marks))
+            out.append(pytest.param(case.id, name, id=key))
     return out
 
 

@@ -73,13 +73,7 @@ def machine():
         return _machine_without_tensorflow(backend)
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            found = re.search(r"model name\s*:\s*(.+)", f.read())
-            cpu = found.group(1).strip() if found else cpu
-    except OSError:
-        pass
+    cpu = _cpu_name()
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
             for g in tf.config.list_physical_devices("GPU")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

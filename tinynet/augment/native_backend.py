@@ -204,6 +204,17 @@ def _flip(axis):
     return apply
 
 
+def _per_axis(value, default, b, seed_x, seed_y, seed_shared):
+    """imgaug's x/y parameter: a dict draws each axis on its own, anything else one value for
+    both (None: ``default``)."""
+    value = default if value is None else value
+    if isinstance(value, dict):
+        return (_continuous(value.get("x", default), [b], seed_x),
+                _continuous(value.get("y", default), [b], seed_y))
+    both = _continuous(value, [b], seed_shared)
+    return both, both
+
+
 def _affine(x, seed, integer, p):
     b = tf.shape(x)[0]
     h, w, c = x.shape[1], x.shape[2], x.shape[3]
@@ -216,18 +227,8 @@ def _affine(x, seed, integer, p):
         rotate, shear = (-15, 15), {"x": (-10, 10), "y": (-10, 10)}
     if p.get("translate_px") is not None or p.get("fit_output"):
         raise TinynetError("native Affine: translate_px and fit_output are not supported")
-    scale = 1.0 if scale is None else scale
-    if isinstance(scale, dict):
-        sx = _continuous(scale.get("x", 1.0), [b], s[0])
-        sy = _continuous(scale.get("y", 1.0), [b], s[1])
-    else:
-        sx = sy = _continuous(scale, [b], s[2])
-    translate = 0.0 if translate is None else translate
-    if isinstance(translate, dict):
-        tx = _continuous(translate.get("x", 0.0), [b], s[3])
-        ty = _continuous(translate.get("y", 0.0), [b], s[4])
-    else:
-        tx = ty = _continuous(translate, [b], s[5])
+    sx, sy = _per_axis(scale, 1.0, b, s[0], s[1], s[2])
+    tx, ty = _per_axis(translate, 0.0, b, s[3], s[4], s[5])
     rot = _continuous(0.0 if rotate is None else rotate, [b], s[6])
     shear = 0.0 if shear is None else shear
     if isinstance(shear, dict):
