@@ -162,12 +162,21 @@ def _missing_files(root, spec):
     return [f for f in spec.files if not os.path.isfile(os.path.join(root, f))]
 
 
+def _refill(spec):
+    return f"delete it and re-run to extract or download {spec.archive} again"
+
+
 def _find_root(data_dir, spec):
     """The extracted folder in ``data_dir`` (``data_dir`` itself or ``data_dir/<folder>``), or
-    None; a folder holding only some of the batch files is an error, not "absent"."""
-    candidates = [os.path.join(data_dir, spec.folder), data_dir]
-    for root in candidates:
-        if not os.path.isdir(root):
+    None; a folder holding only some of the batch files is reported INCOMPLETE, never taken
+    as absent (which would download and extract over it)."""
+    archives.require_folder(data_dir, f"{spec.folder}/ or {spec.archive}")
+    nested = os.path.join(data_dir, spec.folder)
+    if os.path.lexists(nested) and not os.path.isdir(nested):
+        raise TinynetError(f"{nested} is a file, not the extracted {spec.title} folder; delete "
+                           f"or rename it and re-run")
+    for root in (nested, data_dir):
+        if not os.path.isdir(root) or not os.listdir(root):  # empty: nothing to lose
             continue
         missing = _missing_files(root, spec)
         is_dataset = root != data_dir or os.path.basename(root) == spec.folder \
@@ -175,8 +184,7 @@ def _find_root(data_dir, spec):
         if is_dataset and not missing:
             return root
         if is_dataset:
-            raise TinynetError(f"{root} lacks {', '.join(missing)}: the {spec.title} folder is "
-                               f"incomplete; delete it and extract {spec.archive} again")
+            raise archives.incomplete(root, spec.title, missing, _refill(spec))
     return None
 
 
@@ -331,10 +339,10 @@ def load(root, name):
     real one, and every label must name one of them.
     """
     spec = get_spec(name)
+    archives.require_folder(root, f"the {spec.title} batch files")
     missing = _missing_files(root, spec)
     if missing:
-        raise TinynetError(f"{root} lacks {', '.join(missing)}: the {spec.title} folder is "
-                           f"incomplete; delete it and extract {spec.archive} again")
+        raise archives.incomplete(root, spec.title, missing, _refill(spec))
     class_names = _read_class_names(os.path.join(root, spec.meta_file), spec)
     train = [_read_batch(os.path.join(root, f), spec, len(class_names)) for f in spec.train_files]
     test_images, test_labels = _read_batch(os.path.join(root, spec.test_file), spec,

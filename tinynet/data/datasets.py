@@ -15,7 +15,9 @@ The name and the arguments are recorded in a run's config.json (``spec``), so th
 ``get_dataset(**spec)`` rebuilds the same data from a run directory.
 """
 import dataclasses
+import hashlib
 import inspect
+import json
 import os
 
 import numpy as np
@@ -50,6 +52,7 @@ class TrainData:
     # decoded; None: the dataset has no unlabelled test split (CIFAR's test split is labelled)
     test_files: list | None = None
     _unlabelled_test: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
+    _fingerprint: dict | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def num_classes(self):
@@ -82,6 +85,13 @@ class TrainData:
                                                      image_size=size, images=images))
         return self._unlabelled_test
 
+    def fingerprint(self):
+        """A small JSON-able summary of the loaded data, to tell whether a run resumes on the
+        data it started with (see ``fingerprint_of``); computed once, then cached."""
+        if self._fingerprint is None:
+            self._fingerprint = fingerprint_of(self)
+        return self._fingerprint
+
     def normalization(self, kind):
         """``(mean, std)`` arrays for ``Protocol.normalize``: None, "mean", "mean_std" (the
         dataset's published statistics) or ``{"mean": [...], "std": [...]}`` (a protocol's
@@ -98,6 +108,126 @@ class TrainData:
                                    f" use the training set's mean (normalize='mean') instead")
             return np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32)
         raise TinynetError(f"unknown normalisation {kind!r}; use None, 'mean' or 'mean_std'")
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprints: which data a run trained on
+
+FINGERPRINT_VERSION = 1
+FINGERPRINT_SAMPLES = 64  # images hashed per split, at a fixed stride through it
+_MAX_LISTED_CLASSES = 1000  # longer class lists are recorded by their hash alone
+_SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _sha(data):
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def sample_positions(n, count=FINGERPRINT_SAMPLES):
+    """``count`` positions spread evenly over ``range(n)`` (all of them when ``n <= count``):
+    the same for every process and independent of how the images are stored."""
+    count = min(count, n)
+    return (np.arange(count, dtype=np.int64) * n) // max(count, 1)
+
+
+def _split_fingerprint(image_set):
+    """Count, labels hash and sampled-pixels hash of one ``ImageSet``. The pixels are the
+    decoded ones in both storage modes (in-memory arrays, or files decoded per epoch, where
+    only the sampled files are decoded here), so ``--cache`` does not change the result."""
+    idx = sample_positions(len(image_set))
+    if image_set.in_memory:
+        sample = np.asarray(image_set.images[idx])
+    else:
+        from tinynet.data.images import decode_images
+
+        sample, _ = decode_images([image_set.paths[i] for i in idx], image_set.image_size)
+    pixels = hashlib.sha256(repr(sample.shape).encode())
+    pixels.update(np.ascontiguousarray(sample, np.uint8).tobytes())
+    labels = np.ascontiguousarray(image_set.labels, "<i4").tobytes()
+    return {"count": int(len(image_set)), "labels": _sha(labels),
+            "images": pixels.hexdigest()[:16], "sampled": int(len(idx))}
+
+
+def fingerprint_of(data):
+    """The fingerprint of a ``TrainData``: a small JSON-able dict of
+
+    * ``classes``: the class ids (Tiny ImageNet's wnids, else the class names) in class-index
+      order, kept so that a difference can be named; ``classes_sha256`` their hash;
+    * ``train``, ``val`` (and ``test`` where a labelled test set differs from ``val``):
+      ``count``, ``labels`` (hash of all labels), ``images`` (hash of the decoded pixels of
+      ``sampled`` images at a fixed stride) and ``sampled``;
+    * ``image_size`` and ``version``.
+
+    Only hashlib digests of bytes, never Python's ``hash()``: the same data gives the same
+    fingerprint in every process and for either ``--cache`` mode, whereas another dataset,
+    another seed of a generated one, or another validation split gives another. A few
+    milliseconds for in-memory data of any size; for data read from files, 64 files per split
+    are decoded.
+    """
+    ids = [str(c) for c in (data.class_ids or data.class_names)]
+    out = {"version": FINGERPRINT_VERSION, "num_classes": len(ids),
+           "classes_sha256": _sha(json.dumps(ids).encode()),
+           "image_size": int(data.train.image_size)}
+    if len(ids) <= _MAX_LISTED_CLASSES:
+        out["classes"] = ids
+    out["train"] = _split_fingerprint(data.train)
+    out["val"] = _split_fingerprint(data.val)
+    if data.test is not None and data.test is not data.val:
+        out["test"] = _split_fingerprint(data.test)
+    return out
+
+
+def _class_difference(stored, current):
+    a, b = stored.get("classes"), current.get("classes")
+    n, m = stored.get("num_classes"), current.get("num_classes")
+    counts = f"{n} classes both" if n == m else f"{n} classes recorded, {m} now"
+    if isinstance(a, list) and isinstance(b, list):
+        first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+        if first is not None:
+            return (f"the class list differs ({counts}; first difference: {a[first]} "
+                    f"recorded vs {b[first]} now, class {first})")
+    return f"the class list differs ({counts})"
+
+
+def describe_fingerprint_difference(stored, current):
+    """A short phrase saying how the data fingerprint ``stored`` (from a run's config.json)
+    differs from ``current`` (``TrainData.fingerprint()``), e.g. "the class list differs (200
+    classes both; first difference: n01443537 recorded vs n01629819 now, class 3)" or "the
+    training labels differ; the sampled validation images differ". None when they match, and
+    when nothing was recorded (``stored`` None: a run from before fingerprints).
+    """
+    if stored is None:
+        return None
+    if not isinstance(stored, dict) or not isinstance(current, dict):
+        return "the recorded data fingerprint is unreadable (not a JSON object)"
+    if stored.get("version") != current.get("version"):
+        return (f"the data fingerprint was recorded by another tinynet version (format "
+                f"{stored.get('version')!r}, now {current.get('version')!r}), so the data "
+                f"cannot be compared")
+    parts = []
+    if stored.get("classes_sha256") != current.get("classes_sha256"):
+        parts.append(_class_difference(stored, current))
+    if stored.get("image_size") != current.get("image_size"):
+        parts.append(f"the image size differs ({stored.get('image_size')} px recorded, "
+                     f"{current.get('image_size')} px now)")
+    for key, word in _SPLIT_WORDS.items():
+        a, b = stored.get(key), current.get(key)
+        if a == b:
+            continue
+        if not isinstance(a, dict) or not isinstance(b, dict):
+            had, has = ("a", "none") if isinstance(a, dict) else ("no", "one")
+            parts.append(f"the recorded data had {had} separate {word} set, this data has {has}")
+        elif a.get("count") != b.get("count"):
+            parts.append(f"the {word} set has {b.get('count')} images, "
+                         f"{a.get('count')} recorded")
+        else:
+            if a.get("labels") != b.get("labels"):
+                parts.append(f"the {word} labels differ")
+            if a.get("images") != b.get("images") or a.get("sampled") != b.get("sampled"):
+                parts.append(f"the sampled {word} images differ")
+    if not parts and stored != current:
+        parts.append("the data fingerprints differ")
+    return "; ".join(parts) or None
 
 
 def _abs(path):

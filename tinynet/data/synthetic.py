@@ -18,11 +18,12 @@ import tempfile
 import cv2
 import numpy as np
 
+from tinynet.data import archives as _archives
 from tinynet.data import cifar as _cifar
 from tinynet.data.archives import md5sum as _md5sum
 from tinynet.errors import TinynetError
 
-MARKER = "synthetic.json"
+MARKER = _archives.SYNTHETIC_MARKER
 
 
 def _class_patterns(num_classes, rng):
@@ -144,6 +145,7 @@ def ensure_synthetic_tiny_imagenet(root, **spec):
     marker = os.path.join(root, MARKER)
     if not os.path.exists(root):
         return write_synthetic_tiny_imagenet(root, **spec)
+    _archives.require_folder(root, "a generated dataset (or nothing yet)")
     if not os.path.isfile(marker):
         raise TinynetError(f"{root} exists but is not a generated dataset ({MARKER} missing); "
                            f"pass another --data-dir for synthetic data")
@@ -266,6 +268,7 @@ def ensure_synthetic_cifar(root, name, **spec):
     """Returns ``root``, generating it first if absent; refuses a folder made with another spec."""
     if not os.path.exists(root):
         return write_synthetic_cifar(root, name, **spec)
+    _archives.require_folder(root, "a generated dataset (or nothing yet)")
     marker = os.path.join(root, MARKER)
     if not os.path.isfile(marker):
         raise TinynetError(f"{root} exists but is not a generated dataset ({MARKER} missing); "
