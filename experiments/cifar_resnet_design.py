@@ -125,7 +125,7 @@ def test_evaluation(run_dir, log=print):
               "best_val_accuracy": tio.read_json(tio.join(run_dir, "state.json"))[
                   "best_val_accuracy"],
               "published": PUBLISHED}
-    tio.write_json_atomic(tio.join(run_dir, "test_metrics.json"), result)
+    tio.write_result_json(tio.join(run_dir, "test_metrics.json"), result, log)
     m = result["best_checkpoint"]
     log(f"test: top-1 {m['top1_accuracy']:.4f} top-5 {m['top5_accuracy']:.4f} loss "
         f"{m['loss']:.4f} on {m['images']} images (best-validation model); published "

@@ -135,7 +135,7 @@ def evaluate(run_dir, ten_crop, crop_size, log=print):
     if ten_crop:
         result["val_ten_crop"] = run.evaluate("val", ten_crop=True, crop_size=crop_size)
         result["crop_size"] = crop_size
-    tio.write_json_atomic(tio.join(run_dir, "evaluation.json"), result)
+    tio.write_result_json(tio.join(run_dir, "evaluation.json"), result, log)
     for key in ("val", "val_ten_crop"):
         if key in result:
             r = result[key]

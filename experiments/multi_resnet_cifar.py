@@ -148,7 +148,7 @@ def test_errors(run_dir, published=None, differences=(), log=print):
         for key, which in (("final_epoch_test_error", "final"),
                            ("best_validation_model_test_error", "best")):
             result[key] = 1 - load_run(run_dir, which).evaluate("test")["top1_accuracy"]
-    tio.write_json_atomic(tio.join(run_dir, "test_errors.json"), result)
+    tio.write_result_json(tio.join(run_dir, "test_errors.json"), result, log)
     parts = [f"{key.replace('_', ' ')} {value:.2%}" for key, value in result.items()
              if key.endswith("test_error")]
     if published:

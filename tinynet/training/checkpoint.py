@@ -57,7 +57,8 @@ def _write_npz(path, arrays):
         with open(local, "wb") as f:
             np.savez(f, **arrays)
 
-    tio.atomic_write(path, write)
+    tio.atomic_write(path, write, size_hint=sum(int(np.asarray(a).nbytes)
+                                                 for a in arrays.values()))
 
 
 def save_checkpoint(run_dir, model, optimizer, meta, keep=2, metric_variables=()):

@@ -13,12 +13,15 @@ Every file is replaced atomically (tinynet.io.atomic_write), so a run killed at 
 leaves each file either in its previous or in its new complete version.
 """
 import io as _io
+import json
 import os
 import tempfile
+import uuid
 
 import pandas as pd
 
 from tinynet import io as tio
+from tinynet.errors import TinynetError
 from tinynet.training import checkpoint
 
 LR = "lr.csv"
@@ -44,7 +47,62 @@ class RunDirectory:
         return tio.join(self.path, name)
 
     def has_run(self):
+        """Whether a run was started here: config.json, or (config.json lost) checkpoints or
+        history of one."""
+        return (tio.exists(self.file(CONFIG)) or bool(checkpoint.list_checkpoints(self.path))
+                or tio.exists(self.file(HISTORY)))
+
+    def has_config(self):
         return tio.exists(self.file(CONFIG))
+
+    def check_writable(self):
+        """Creates the folder if needed and checks that files can be written in it: a write
+        probe, since permission bits say nothing for root and nothing for read-only mounts or
+        remote buckets. Returns False where the folder exists but cannot be written (the
+        caller decides: a finished run can still be reported); raises ``TinynetError`` where
+        it is a file or cannot be created."""
+        path = self.path
+        if tio.is_local(path):
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise TinynetError(f"the run directory {path} is a file, not a folder; give "
+                                   f"--run-dir a folder path (it is created if missing)")
+            parent = os.path.dirname(os.path.abspath(path))
+            while not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent):
+                raise TinynetError(f"cannot create the run directory {path}: {parent} is a "
+                                   f"file, not a folder; choose another --run-dir")
+        local = tio.is_local(path)
+        try:
+            os.makedirs(path, exist_ok=True) if local else tio.makedirs(path)
+        except Exception as e:  # OSError locally, tf.errors.OpError through gfile
+            if os.path.isdir(path) if local else tio.exists(path):
+                return False
+            raise TinynetError(f"cannot create the run directory {path} ({_reason(e)}); "
+                               f"choose another --run-dir or fix its parent's "
+                               f"permissions") from None
+        probe = self.file(f".tmp-probe-{uuid.uuid4().hex}")
+        try:
+            with (open(probe, "w") if local else tio.gfile.GFile(probe, "w")) as f:
+                f.write("probe")
+            os.remove(probe) if local else tio.remove(probe)
+        except Exception:
+            return False
+        return True
+
+    def finished(self):
+        """``(meta of the final checkpoint)`` when the run here is complete, else None."""
+        try:
+            state = self.read_state() if tio.exists(self.file(STATE)) else {}
+        except TinynetError:
+            return None
+        if state.get("status") != "complete":
+            return None
+        found = checkpoint.load_latest_checkpoint(self.path, log=lambda line: None)
+        if (found is None or found[1].get("completed_steps")
+                or found[1]["completed_epochs"] != state.get("total_epochs")):
+            return None
+        return found[1]
 
     def clear(self):
         """Removes the files a run writes (and nothing else the folder may hold)."""
@@ -64,7 +122,7 @@ class RunDirectory:
                     tio.remove(tio.join(folder, name))
 
     def read_config(self):
-        return tio.read_json(self.file(CONFIG))
+        return _read_json(self.file(CONFIG), "the run's record")
 
     def write_config(self, config):
         tio.write_json_atomic(self.file(CONFIG), config)
@@ -73,7 +131,7 @@ class RunDirectory:
         tio.write_json_atomic(self.file(STATE), state)
 
     def read_state(self):
-        return tio.read_json(self.file(STATE))
+        return _read_json(self.file(STATE), "where the run stands")
 
     def write_history(self, rows):
         buf = _io.StringIO()
@@ -95,7 +153,7 @@ class RunDirectory:
             return pd.read_csv(f)
 
     def save_model(self, model, name):
-        tio.atomic_write(self.file(name), model.save)
+        tio.atomic_write(self.file(name), model.save, size_hint=model_bytes(model))
 
     # -- checkpoints (the file format is tinynet.training.checkpoint's) ----------------------
     def checkpoint_name(self, completed_epochs, completed_steps=0):
@@ -115,6 +173,27 @@ class RunDirectory:
 
     def load_stage_best(self, model, stage_index):
         return checkpoint.load_stage_best(self.path, model, stage_index)
+
+
+def model_bytes(model):
+    """The bytes of a model's variables: about what its .keras file and each checkpoint hold."""
+    return sum(int(v.numpy().nbytes) for v in model.variables)
+
+
+def _reason(e):
+    return getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+
+
+def _read_json(path, what):
+    """A run directory's JSON file, or a ``TinynetError`` naming it when it cannot be read."""
+    try:
+        return json.loads(tio.read_text(path))
+    except Exception as e:  # OSError, tf.errors.OpError, JSONDecodeError, UnicodeDecodeError
+        if not tio.exists(path):
+            raise
+        raise TinynetError(f"{path} ({what}) is unreadable ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}); restore it, or pass "
+                           f"--restart to start the run over (this discards it)") from None
 
 
 class ReaderRunDirectory(RunDirectory):

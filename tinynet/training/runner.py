@@ -69,12 +69,42 @@ def provenance():
 IDENTITY_DEFAULTS = {"precision": "float32", "jit_compile": "auto"}
 
 
-def _check_same_run(stored, identity, run_dir):
+def _check_same_run(stored, identity, run_dir, where="config.json"):
+    """Refuses to resume a run whose identity (as recorded in ``where``) differs from this
+    command's. The data's fingerprint is compared where the record has one (older runs have
+    none) and the difference described."""
+    from tinynet.data.datasets import describe_fingerprint_difference
+
     for key, value in identity.items():
+        if key == "data_fingerprint":
+            difference = describe_fingerprint_difference(stored.get(key),
+                                                         json.loads(json.dumps(value)))
+            if difference:
+                raise TinynetError(
+                    f"{run_dir} was trained on other data: {difference} (recorded in "
+                    f"{where}); pass the dataset it was trained on, or --restart / another "
+                    f"--run-dir")
+            continue
         if json.loads(json.dumps(value)) != stored.get(key, IDENTITY_DEFAULTS.get(key)):
             raise TinynetError(
-                f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} there, "
-                f"{value!r} now); pass --restart to start over there, or another --run-dir")
+                f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} in "
+                f"{where}, {value!r} now); pass --restart to start over there, or another "
+                f"--run-dir")
+
+
+def _check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir):
+    """The run's identity from its checkpoint (config.json may be lost): the record itself in
+    checkpoints written since it was added, else the seed and protocol they always held."""
+    where = os.path.basename(path)
+    if meta.get("identity"):
+        _check_same_run(meta["identity"], identity, run_dir, where)
+        return
+    for key, theirs, ours in (("seed", meta.get("seed"), seed),
+                              ("protocol", meta.get("fingerprint"), protocol.fingerprint())):
+        if theirs is not None and theirs != ours:
+            raise TinynetError(f"{run_dir} holds a run with a different {key} (its checkpoint "
+                               f"{where} says so); pass --restart to start over there, or "
+                               f"another --run-dir")
 
 
 class _Run:
@@ -82,9 +112,10 @@ class _Run:
 
     def __init__(self, protocol, model, data, run_dir, seed, log, interpolation="nearest",
                  mean=None, std=None, augment_backend="imgaug", augment_on="cpu",
-                 data_on_device=False, jit_compile="auto"):
+                 data_on_device=False, jit_compile="auto", identity=None):
         self.protocol, self.model, self.data, self.seed, self.log = (
             protocol, model, data, seed, log)
+        self.identity = identity  # recorded in every checkpoint: config.json may be lost
         self.rd = run_dir
         self.interpolation, self.mean, self.std = interpolation, mean, std
         self.augment_backend = augment_backend
@@ -191,7 +222,8 @@ class _Run:
                   for cb in self.callbacks if hasattr(cb, "get_state")}
         return {"completed_epochs": completed, "seed": self.seed, "best": self.best,
                 "callbacks": states, "history": self.history, "stage_best": self.stage_best,
-                "fingerprint": self.protocol.fingerprint()}
+                "fingerprint": self.protocol.fingerprint(),
+                "identity": json.loads(json.dumps(self.identity))}
 
     def save_in_epoch(self, epoch, steps, progress):
         """An in-epoch checkpoint: ``steps`` batches of global epoch ``epoch`` (0-based) done."""
@@ -232,7 +264,7 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
     iteration count restarted so that the new protocol's lr policies start at their
     beginning. Returns the provenance record."""
     parent = RunDirectory(parent_dir)
-    if not parent.has_run():
+    if not parent.has_config():
         raise TinynetError(f"{parent_dir} holds no run to continue from (config.json missing)")
     stored = parent.read_config()
     for key in ("model", "model_kwargs", "dataset_spec"):
@@ -260,6 +292,48 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
     return {"run_dir": _absolute(parent_dir), "checkpoint": os.path.basename(path),
             "completed_epochs": meta["completed_epochs"],
             "protocol": stored.get("protocol", {}).get("name")}
+
+
+def _check_free_space(rd, model, run_dir):
+    """Refuses to start where the disk cannot hold the next epoch's files: a new checkpoint
+    (written beside the two kept) and the best and final models. A disk that fills later is
+    reported by the write that meets it (``tinynet.io.DiskFull``), the previous files intact."""
+    from tinynet.training.rundir import model_bytes
+
+    free = tio.free_bytes(rd.path)
+    if free is None:
+        return
+    weights = model_bytes(model)
+    ckpt = weights + sum(int(v.numpy().nbytes) for v in model.optimizer.variables)
+    need = ckpt + 2 * weights
+    if free < need:
+        raise TinynetError(f"not enough space for {run_dir}: {tio.format_bytes(free)} free, a "
+                           f"checkpoint of this run takes about {tio.format_bytes(ckpt)} and "
+                           f"each saved model {tio.format_bytes(weights)} (about "
+                           f"{tio.format_bytes(need)} in all); free some space and re-run")
+
+
+def _refuse_starting_over(rd, run_dir):
+    """No checkpoint could be read: starting from epoch 1 would overwrite the history and best
+    model of the epochs done. Refused, saying what was found, unless there is nothing to lose
+    (a run stopped before its first checkpoint)."""
+    found = []
+    unreadable = checkpoint.list_checkpoints(rd.path)
+    if unreadable:
+        found.append(f"{len(unreadable)} unreadable checkpoint(s) "
+                     f"({', '.join(os.path.basename(p) for p in unreadable)})")
+    if tio.exists(rd.file("history.csv")):
+        try:
+            found.append(f"history.csv with {len(rd.read_history())} epochs")
+        except Exception:
+            found.append("history.csv")
+    for name in (BEST_MODEL, FINAL_MODEL):
+        if tio.exists(rd.file(name)):
+            found.append(name)
+    if found:
+        raise TinynetError(f"{run_dir} holds a run that cannot be resumed: no checkpoint can be "
+                           f"read, and it has {', '.join(found)}; pass --restart to start over "
+                           f"(this discards them), or restore its checkpoints/ folder")
 
 
 def describe_strategy(strategy):
@@ -339,18 +413,29 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
                     if k not in LOCATION_ARGS}},
                 "augment_backend": augment_backend,
                 "init_from": _absolute(init_from) if init_from else None,
-                "precision": precision, "jit_compile": jit_compile}
+                "precision": precision, "jit_compile": jit_compile,
+                "data_fingerprint": data.fingerprint()}
     for i, stage in enumerate(protocol.stages):  # a bad optimizer fails now, not hours in
         if i == 0 or stage.optimizer:
             make_optimizer(protocol.optimizer_spec(i))
+    if chief and not rd.check_writable():
+        if not restart and rd.finished():
+            # a finished run stays readable where it can no longer be written (an archive, a
+            # read-only mount): it is reported and its model returned, nothing written
+            log(f"note: {run_dir} is read-only; it holds the finished run, which is reported "
+                f"as it is (nothing is written)")
+            rd = ReaderRunDirectory(run_dir)
+        else:
+            raise TinynetError(f"cannot write the run directory {run_dir} (read-only or no "
+                               f"permission); make it writable or choose another --run-dir")
     if restart and rd.has_run():
         log(f"--restart: removing the previous run in {run_dir}")
         rd.clear()
     mean, std = data.normalization(protocol.normalize)
     # a worker does not wait for the chief to clear the folder: --restart means a fresh start
     resuming = rd.has_run() and not (restart and not chief)
-    stored = rd.read_config() if resuming else {}
-    if resuming:
+    stored = rd.read_config() if resuming and rd.has_config() else {}
+    if stored:
         _check_same_run(stored, identity, run_dir)
 
     replicas = strategy.num_replicas_in_sync
@@ -379,7 +464,7 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
         log(f"note: {run_dir} trained so far with {stored['distribution']}; it continues "
             f"with {placement}")
     run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend,
-               augment_on, data_on_device, jit_compile)
+               augment_on, data_on_device, jit_compile, identity)
     owner = None  # the stage whose optimizer the model holds
 
     def use_optimizer_of(stage_index):
@@ -392,10 +477,12 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
         return model.optimizer
 
     found = None if restart and not chief else rd.latest_checkpoint(log)
+    parent = None  # (a run resumed without its config.json no longer knows its parent)
     # decided before training, so that every multi-worker member saves (or not) alike
     save_final = not (found and tio.exists(rd.file(FINAL_MODEL)))
     if found:
         path, meta, arrays = found
+        _check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir)
         done = meta["completed_epochs"]
         # the optimizer of the epoch the checkpoint is inside of, or of the last one it finished
         in_epoch = meta.get("completed_steps", 0) and done < protocol.total_epochs
@@ -416,19 +503,24 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
             + (f", {run.steps_done}/{run.plan[run.completed].steps} steps of the next"
                if run.steps_done else ""))
     else:
-        if resuming and tio.exists(rd.file("history.csv")):
-            log(f"warning: {run_dir} has no readable checkpoint; starting from epoch 1")
+        if resuming and chief:
+            _refuse_starting_over(rd, run_dir)
         optimizer = use_optimizer_of(0)
         parent = (_initialise_from(init_from, model, optimizer, identity,
                                    protocol.optimizer_spec(0), log) if init_from else None)
-        if not resuming:
-            # input_mean/std: what evaluation must apply to x / 255 before the model
-            rd.write_config(dict(
-                identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
-                input_mean=None if mean is None else [float(m) for m in mean],
-                input_std=None if std is None else [float(v) for v in std],
-                parent=parent, distribution=placement, paper=paper, **provenance()))
+    if rd.writable and not rd.has_config():
+        if resuming:
+            log(f"note: {run_dir} had lost its config.json; it is written again from this "
+                f"command (its checkpoint recorded the same run)")
+        # input_mean/std: what evaluation must apply to x / 255 before the model
+        rd.write_config(dict(
+            identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
+            input_mean=None if mean is None else [float(m) for m in mean],
+            input_std=None if std is None else [float(v) for v in std],
+            parent=parent, distribution=placement, paper=paper, **provenance()))
 
+    if rd.writable and run.completed < protocol.total_epochs:
+        _check_free_space(rd, model, run_dir)
     in_epoch = replicas == 1 and chief  # in-epoch checkpoints need one replica's state
     if checkpoint_every and not in_epoch:
         log("note: --checkpoint-every writes epoch checkpoints only under several replicas "
