@@ -23,7 +23,9 @@ registered name or any tree node (``NativeAugment(T("Multiply", mul=(0.8, 1.2)))
   quantise uint8 results as imgaug's uint8 code does (rounded, or truncated where imgaug uses
   a lookup table: Multiply, LinearContrast). The output has the input's dtype and shape.
 - Parameters follow imgaug 0.4: a number is deterministic, a tuple ``(a, b)`` uniform
-  (inclusive integers for discrete parameters), a list a choice, ``"ALL"`` imgaug's full set;
+  (inclusive integers for discrete parameters), a list a choice, ``"ALL"`` imgaug's full set
+  as the explicit list the imgaug backend gets too (``recipes.all_values``, e.g. the pad
+  modes sorted by name: the same order in every process and in both backends);
   ``per_channel`` is a probability per image.
 
 Transforms, and how they compare with imgaug (the papers' recipes: Abai & Rajmalwar 2019's
@@ -84,7 +86,8 @@ import threading
 import tensorflow as tf
 
 from tinynet.augment import native_ops as ops
-from tinynet.augment.recipes import ALL, Sequential, SomeOf, Sometimes, T, get_recipe
+from tinynet.augment.recipes import (ALL, Sequential, SomeOf, Sometimes, T, all_values,
+                                     get_recipe)
 from tinynet.errors import TinynetError
 
 # Folded into every key first: b"native" as an integer (mixup uses b"mixup").
@@ -162,11 +165,16 @@ def _discrete(param, shape, seed):
     return tf.fill(shape, tf.constant(int(param), tf.int32))
 
 
+def _expand_all(kind, name, value):
+    """``"ALL"`` as the recipes' explicit list (``recipes.all_values``): the same values in the
+    same order as the imgaug backend gets, so draw i means the same value in both."""
+    return all_values(kind, name) if isinstance(value, str) and value == ALL else value
+
+
 def _choice_ids(param, names, shape, seed):
-    """A categorical parameter (string, list of strings or ``"ALL"``) as int32 ids of
-    ``names``; the python value too when it is deterministic."""
-    if isinstance(param, str) and param == ALL:
-        param = list(names)
+    """A categorical parameter (string or list of strings, ``"ALL"`` already expanded) as
+    int32 ids of ``names`` (the drawn index refers to ``param``'s order, not ``names``');
+    the python value too when it is deterministic."""
     if isinstance(param, str):
         return tf.fill(shape, names.index(param)), param
     ids = tf.constant([names.index(p) for p in param], tf.int32)
@@ -242,14 +250,12 @@ def _affine(x, seed, integer, p):
     matrix = ops.imgaug_affine_matrix(h, w, sx, sy, tx * w, ty * h, rot * deg, shx * deg,
                                       shy * deg)
     transforms = ops.inverse_rows(matrix)
-    order = p.get("order", 1)
-    if isinstance(order, str) and order == ALL:
-        order = [0, 1, 3]
+    order = _expand_all("Affine", "order", p.get("order", 1))
     if any(o not in (0, 1) for o in (order if isinstance(order, list) else [order])):
         raise TinynetError("native Affine: only order 0 and 1 are supported")
-    mode_ids, mode = _choice_ids(p.get("mode", "constant"), ops.MODES, [b], s[10])
-    cval = p.get("cval", 0)
-    cval = [0, 255] if isinstance(cval, str) and cval == ALL else cval
+    mode_ids, mode = _choice_ids(_expand_all("Affine", "mode", p.get("mode", "constant")),
+                                 ops.MODES, [b], s[10])
+    cval = _expand_all("Affine", "cval", p.get("cval", 0))  # ALL: uniform 0..255, as imgaug
     if not isinstance(order, list):
         order = int(order)
     else:
@@ -279,10 +285,9 @@ def _crop_and_pad(x, seed, integer, p, sign=1.0, defaults=(-0.1, 0.1)):
     sides = [sign * v for v in sides]
     top, right, bottom, left = (tf.cast(tf.round(v * n), tf.int32)
                                 for v, n in zip(sides, (h, w, h, w)))
-    pad_mode = p.get("pad_mode", "constant")
+    pad_mode = _expand_all("CropAndPad", "pad_mode", p.get("pad_mode", "constant"))
     mode_ids, _ = _choice_ids(pad_mode, ops.PAD_MODES, [b], s[4])
-    modes = (ops.PAD_MODES if pad_mode == ALL
-             else (pad_mode,) if isinstance(pad_mode, str) else tuple(pad_mode))
+    modes = (pad_mode,) if isinstance(pad_mode, str) else tuple(pad_mode)
     cval = tf.cast(_discrete(p.get("pad_cval", 0), [b], s[5]), tf.float32) \
         if not isinstance(p.get("pad_cval", 0), float) else _continuous(p["pad_cval"], [b], s[5])
     if integer:

@@ -6,7 +6,9 @@ A recipe is a DATA tree (``Recipe.pipeline``), written once and run by every bac
 - ``T(kind, **params)``: one transform; ``kind`` is the imgaug augmenter class name
   (``"Fliplr"``, ``"Affine"``, ...), ``params`` exactly the keyword arguments that class takes.
   Values keep imgaug's parameter semantics: a number is deterministic, a tuple ``(a, b)`` a
-  uniform range, a list a choice; imgaug's ``ALL`` constant is the string ``"ALL"``. Lists and
+  uniform range, a list a choice; imgaug's ``ALL`` constant is the string ``"ALL"``, built as
+  the explicit list ``all_values(kind, name)`` (a fixed, documented order: never imgaug's own
+  expansion, which for ``pad_mode`` follows PYTHONHASHSEED). Lists and
   dicts are stored frozen (``FrozenList``, ``FrozenDict``) and thawed when built, so a node
   is hashable and builds exactly the call it was written as.
 - ``Sometimes(p, child)``, ``SomeOf(n, children, random_order)``,
@@ -14,8 +16,11 @@ A recipe is a DATA tree (``Recipe.pipeline``), written once and run by every bac
 
 ``to_imgaug(node)`` builds the imgaug augmenter of any node (children first, then the
 container: the very constructor calls, in the same order, as the hand-written factories this
-module had before, so a seed gives bit-identical output); ``build_recipe(name)`` does it for a
-registered recipe. ``tinynet.augment.native_backend`` runs the same trees with TensorFlow ops.
+module had before, so a seed gives bit-identical output -- except where those passed imgaug's
+``ALL`` for ``pad_mode``: DenseNet Model 2's CropAndPad now draws from ``PAD_MODES_ALL``, so
+its stream differs from the old one, which differed per process); ``build_recipe(name)``
+does it for a registered recipe. ``tinynet.augment.native_backend`` runs the same trees with
+TensorFlow ops.
 
 Normalisation (seed 001's global mean subtraction, the
 CIFAR mean/std) is not a recipe's business: it is a pipeline step whose statistics belong to
@@ -27,14 +32,14 @@ and ``native`` (TensorFlow ops on the whole batch).
   ``SomeOf((0, None), [...])`` -- per image a random subset (possibly empty) of five
   transforms, applied in an order drawn once per batch (imgaug's ``random_order``): scale
   0.5-1.5, a rotation by exactly 20 degrees (the original code's ``rotate=20``: in imgaug 0.4 a
-  0.5-1.5, a rotation by exactly 20 degrees (the original code's ``rotate=20``: in imgaug 0.4 a
   bare number is deterministic, not the +-20 range the paper's prose suggests), coarse
   dropout of up to 20% of the pixels in 5-7%-sized blocks, additive Gaussian noise (sigma
   0.05 * 255), crop/pad by +-25%. Parameters are the original code's (protocols.md).
 - ``densenet_model2`` (the Model 2 code, protocols.md): a random-order ``Sequential`` of
   Fliplr(0.5), Flipud(0.2) and, each with probability 0.5, GaussianBlur, CropAndPad, Affine,
   CoarseDropout, Multiply and contrast normalisation (``LinearContrast``, imgaug 0.4's name
-  for ``ContrastNormalization``), with the original's ranges.
+  for ``ContrastNormalization``), with the original's ranges. The original's ``ALL`` (pad
+  and border modes) is built as the explicit lists ``PAD_MODES_ALL`` / ``AFFINE_MODES_ALL``.
 - ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5 (the improved
   protocol adds global mean subtraction in the pipeline).
 - ``resnet_heavy`` (seed 001 section 6): 12 transforms -- "flipping, cropping, scaling,
@@ -61,6 +66,39 @@ import dataclasses
 from tinynet.errors import TinynetError
 
 ALL = "ALL"  # imgaug's ``ALL`` constant, as written in the data
+
+# imgaug's ``ALL``, written out. imgaug expands most ``ALL``s from fixed lists, but
+# ``CropAndPad``/``Pad``'s ``pad_mode=ALL`` is ``list(<a set of the pad mode names>)``, whose
+# order follows the per-process string hash (PYTHONHASHSEED): the same seed then picked another
+# pad mode in every process (a preview, a resumed run, each tf.data worker). So ``ALL`` is never
+# handed to imgaug: ``to_imgaug`` passes these lists, and the native backend draws from the
+# same lists in the same order (draw i -> the same value in both backends).
+# numpy's 10 pad modes (imgaug's valid set), sorted by name: there is no imgaug order to keep.
+PAD_MODES_ALL = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",
+                 "reflect", "symmetric", "wrap")
+# Affine's border modes in imgaug's own order (already a fixed list in imgaug, not a set; kept
+# so that Affine's output for a seed is what it was).
+AFFINE_MODES_ALL = ("constant", "edge", "symmetric", "reflect", "wrap")
+# ``(kind, parameter) -> the explicit value of ALL`` (every parameter named ``pad_mode``
+# shares imgaug's one pad-mode handler). Affine: ``order=ALL`` is [0, 1, 3] for imgaug's
+# default (cv2) backend, ``cval=ALL`` uniform in 0..255.
+_ALL_VALUES = {("*", "pad_mode"): list(PAD_MODES_ALL),
+               ("Affine", "mode"): list(AFFINE_MODES_ALL),
+               ("Affine", "order"): [0, 1, 3],
+               ("Affine", "cval"): (0, 255)}
+
+
+def all_values(kind, name):
+    """The explicit value that ``ALL`` stands for in parameter ``name`` of transform ``kind``
+    (a list: a choice in this order; a tuple: a uniform range). Raises TinynetError for an
+    ``ALL`` without a written-out value, since imgaug's own expansion may vary per process."""
+    for key in ((kind, name), ("*", name)):
+        if key in _ALL_VALUES:
+            value = _ALL_VALUES[key]
+            return list(value) if isinstance(value, list) else value
+    raise TinynetError(f"{kind}.{name}=ALL has no written-out value (imgaug may expand ALL in an "
+                       f"order that changes from process to process); write the values as an "
+                       f"explicit list instead, e.g. T({kind!r}, {name}=[...])")
 
 
 class FrozenList(tuple):
@@ -165,13 +203,13 @@ def to_imgaug(node):
     imgaug = import_imgaug()
     iaa = imgaug.augmenters
 
-    def value(v):
+    def value(kind, name, v):
         v = _thaw(v)
-        return imgaug.ALL if isinstance(v, str) and v == ALL else v
+        return all_values(kind, name) if isinstance(v, str) and v == ALL else v
 
     def build(n):
         if isinstance(n, T):
-            return getattr(iaa, n.kind)(**{k: value(v) for k, v in n.params})
+            return getattr(iaa, n.kind)(**{k: value(n.kind, k, v) for k, v in n.params})
         if isinstance(n, Sometimes):
             return iaa.Sometimes(n.p, build(n.child))
         if isinstance(n, SomeOf):
