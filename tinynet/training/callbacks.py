@@ -306,6 +306,9 @@ class InEpochCheckpoint(keras.callbacks.Callback):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        from tinynet.errors import interrupt_requested
+        if interrupt_requested():  # a Ctrl-C whose KeyboardInterrupt something swallowed
+            raise KeyboardInterrupt
         self._step += 1
         self._since += 1
         if self._step >= self.steps_per_epoch:  # the epoch's own checkpoint comes next

@@ -8,6 +8,7 @@
     best_model.keras the model with the best val_accuracy so far
     final_model.keras the model after the last epoch
     plots/training_curves.png
+    tensorboard/     TensorBoard logs: per-epoch metrics, lr per iteration, stage boundaries
 
 Every file is replaced atomically (tinynet.io.atomic_write), so a run killed at any moment
 leaves each file either in its previous or in its new complete version.
@@ -34,7 +35,9 @@ HISTORY = "history.csv"
 BEST_MODEL = "best_model.keras"
 FINAL_MODEL = "final_model.keras"
 PLOT = "plots/training_curves.png"
-_OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER]
+TENSORBOARD = "tensorboard"
+_OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER,
+          TENSORBOARD]
 
 
 class RunDirectory:

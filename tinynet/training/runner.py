@@ -33,7 +33,7 @@ from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (Train
 from tinynet.data.pipeline import eval_dataset
 from tinynet.errors import Preempted, TinynetError
 from tinynet.models import get_model
-from tinynet.plots import plot_history
+from tinynet.plots import plot_history, stage_labels
 from tinynet.training import checkpoint
 from tinynet.training.callbacks import (EpochEnd, InEpochCheckpoint, PreemptionFlag,
                                         ReplicaStatistics, RestoreMetrics, format_duration)
@@ -42,10 +42,12 @@ from tinynet.training.distribute import (distribute_input, is_chief, is_multiwor
                                          prepare_model, synchronize_batch_norm)
 from tinynet.training.optimizers import make_optimizer
 from tinynet.training.precision import float32_classifier, inner_optimizer, precision_policy
+from tinynet.training.progress import progress_seconds
 from tinynet.training.protocol import Protocol
 from tinynet.training.rundir import (BEST_MODEL, FINAL_MODEL, PLOT, ReaderRunDirectory,
                                      RunDirectory)
 from tinynet.training.session import StageSession, build_optimizer
+from tinynet.training.tensorboard_log import TensorBoardLog
 
 
 def provenance():
@@ -138,6 +140,8 @@ class _Run:
         self.saved_steps = 0  # steps into the next epoch of the newest checkpoint
         self._seconds = 0.0
         self._units = 0
+        self.progress_every = None  # seconds between in-epoch progress lines (StageSession)
+        self.tensorboard = None  # TensorBoardLog of the run directory
 
     def val_dataset(self, label_transform=None):
         """The validation set as every stage sees it; built once per label form, not per stage
@@ -204,6 +208,8 @@ class _Run:
         self.write_best_files(epoch + 1)
         self.rd.write_history(self.history)
         self.write_state("running")
+        if self.tensorboard is not None:
+            self.tensorboard.write_epoch(row, lrs)
         self._seconds += seconds
         self._units += self.costs[epoch]
         eta = self._seconds / self._units * sum(self.costs[epoch + 1:])
@@ -251,7 +257,8 @@ class _Run:
     def plot(self):
         if self.history and self.rd.writable:
             plot_history(self.rd.read_history(), self.rd.file(PLOT),
-                         title=f"{self.model.name}: {self.protocol.name}")
+                         title=f"{self.model.name}: {self.protocol.name}",
+                         stages=stage_labels(self.protocol))
 
 
 def _absolute(path):
@@ -352,7 +359,7 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
                  augment_backend="imgaug", strategy=None, sync_batch_norm=False,
                  model_parallel=None, init_from=None, checkpoint_every=None, paper=None,
                  precision="float32", jit_compile="auto", augment_on="cpu",
-                 data_on_device=False, log=print):
+                 data_on_device=False, progress_every=None, log=print):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
     ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
@@ -374,6 +381,10 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
     ``augment_on="device"`` / ``data_on_device``: the per-batch input work inside the training
     step (``tinynet.data.device_input``), recorded but not part of the identity (the batches
     are the same function of ``(seed, epoch, step)``).
+    ``progress_every``: seconds between in-epoch progress lines without a terminal (None:
+    $TINYNET_PROGRESS_SECONDS, else 30; 0: none; a terminal shows a bar).
+    ``<run_dir>/tensorboard/`` holds TensorBoard logs (per-epoch metrics, lr per iteration,
+    stage boundaries); a resumed run appends to the same timeline.
     Returns the finished model; raises ``Preempted`` after SIGTERM's checkpoint. Raises
     ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
     it first).
@@ -386,16 +397,17 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed
             sync_batch_norm=sync_batch_norm, model_parallel=model_parallel, init_from=init_from,
             checkpoint_every=checkpoint_every, paper=paper, precision=precision,
             jit_compile=jit_compile, augment_on=augment_on, data_on_device=data_on_device,
-            log=log)
+            progress_every=progress_every, log=log)
 
 
 def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, deterministic,
                   restart, interpolation, augment_backend, strategy, sync_batch_norm,
                   model_parallel, init_from, checkpoint_every, paper, precision, jit_compile,
-                  augment_on, data_on_device, log):
+                  augment_on, data_on_device, progress_every, log):
     from tinynet.data.device_input import check_device_input
 
     model_kwargs = dict(model_kwargs or {})
+    progress_every = progress_seconds(progress_every)  # a bad $TINYNET_PROGRESS_SECONDS: now
     configure_determinism(seed, deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
     check_device_input(augment_on, data_on_device, augment_backend,
@@ -465,6 +477,8 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
             f"with {placement}")
     run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend,
                augment_on, data_on_device, jit_compile, identity)
+    run.progress_every = progress_every
+    run.tensorboard = TensorBoardLog(rd.path, protocol, writable=rd.writable)
     owner = None  # the stage whose optimizer the model holds
 
     def use_optimizer_of(stage_index):
@@ -535,6 +549,8 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
         except Preempted:
             run.write_state("preempted", run.saved_steps)
             raise
+        finally:
+            run.tensorboard.close()
 
     if save_final:
         rd.save_model(model, FINAL_MODEL)

@@ -134,8 +134,12 @@ class StageSession:
         return spec
 
     def callbacks(self, first, on_epoch, steps_done=0, progress=None):
-        """The stage's lr callback (its saved state restored) and the per-epoch recorder;
-        ``steps_done``/``progress``: epoch ``first`` resumes after that many of its steps."""
+        """The stage's lr callback (its saved state restored), the in-epoch progress report
+        (every ``run.progress_every`` seconds, ``tinynet.training.progress``) and the
+        per-epoch recorder; ``steps_done``/``progress``: epoch ``first`` resumes after that
+        many of its steps."""
+        from tinynet.training.progress import EpochProgress
+
         run, policy = self.run, self.stage.lr
         n = len(run.data.train)
         callbacks = []
@@ -152,6 +156,11 @@ class StageSession:
         lr_at = None
         if policy.per_iteration:
             lr_at = lambda it: policy.value(0, it - stage_first_iteration, self.steps)  # noqa: E731
+        # before EpochEnd: a progress bar ends its line before the epoch's own line is logged
+        callbacks.append(EpochProgress(
+            run.protocol, n, steps_done, every=getattr(run, "progress_every", None),
+            log=getattr(run, "log", print),
+            measured=lambda: (getattr(run, "_seconds", 0.0), getattr(run, "_units", 0))))
         callbacks.append(EpochEnd(on_epoch, run.protocol.iterations_before(first, n) + steps_done,
                                   lr_at, progress=progress if steps_done else None))
         return callbacks
