@@ -21,7 +21,10 @@ __version__ = "0.2.0"
 def register_keras_objects():
     """Imports the modules that register tinynet's Keras objects."""
     from tinynet import layers  # noqa: F401
+    from tinynet.saving import mark_registered_classes
     from tinynet.training import losses, optimizers  # noqa: F401
+
+    mark_registered_classes()  # a file they save then says to import tinynet to load it
 
 
 class _RegisterAfterKeras(importlib.abc.MetaPathFinder):

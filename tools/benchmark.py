@@ -52,7 +52,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tinynet.evaluation.tables import markdown_table  # noqa: E402
-from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
+from tinynet.experiment import OneLineParser, positive_float, positive_int, run_cli  # noqa: E402
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "benchmarks.md")
@@ -682,7 +682,7 @@ def main(argv=None):
     p.add_argument("--resolution", type=positive_int, default=64)
     p.add_argument("--steps", type=positive_int, default=10)
     p.add_argument("--warmup", type=positive_int, default=2)
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--width", type=positive_float, default=1.0)
     p.add_argument("--no-record", dest="record", action="store_false",
                    help="print only; do not write docs/benchmarks.md")
     r = sub.add_parser("resnet", help="ResNet images/s: fused BN, XLA, NCHW, stochastic depth")
@@ -690,7 +690,7 @@ def main(argv=None):
     r.add_argument("--batch-size", type=positive_int, default=32)
     r.add_argument("--steps", type=positive_int, default=4)
     r.add_argument("--warmup", type=positive_int, default=2)
-    r.add_argument("--width", type=float, default=1.0)
+    r.add_argument("--width", type=positive_float, default=1.0)
     r.add_argument("--no-record", dest="record", action="store_false")
     c = sub.add_parser("cifar", help="seed 004's CIFAR-10 models: images/s and epoch time")
     c.add_argument("--models", nargs="+", default=["nyu_resnet24", "nyu_resnet10_1",
@@ -713,7 +713,7 @@ def main(argv=None):
     pa.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[32, 128])
     pa.add_argument("--steps", type=positive_int, default=5)
     pa.add_argument("--warmup", type=positive_int, default=2)
-    pa.add_argument("--width", type=float, default=1.0)
+    pa.add_argument("--width", type=positive_float, default=1.0)
     pa.add_argument("--no-record", dest="record", action="store_false")
     t = sub.add_parser("transfer", help="seed 000's backbones: ms/step at 64 and 224 px")
     t.add_argument("--backbones", nargs="+", choices=sorted(DENRESNET_BATCH) + [
@@ -731,7 +731,7 @@ def main(argv=None):
                    help="one batch size for every model (default: each paper's)")
     g.add_argument("--steps", type=positive_int, default=20)
     g.add_argument("--warmup", type=positive_int, default=3)
-    g.add_argument("--width", type=float, default=None,
+    g.add_argument("--width", type=positive_float, default=None,
                    help="width multiplier (default: the papers' widths)")
     g.add_argument("--no-record", dest="record", action="store_false",
                    help="print only; do not write docs/benchmarks.md")

@@ -88,7 +88,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tinynet.errors import TinynetError  # noqa: E402
-from tinynet.experiment import OneLineParser, positive_float, positive_int, run_cli  # noqa: E402
+from tinynet.experiment import (OneLineParser, positive_float, positive_int,  # noqa: E402
+                                random_seed, run_cli)
 
 EXPERIMENTS = os.path.join(REPO, "experiments")
 HEAD_FRACTION_EXPERIMENT = "denresnet"  # the script with --two-phase --head-fraction F
@@ -206,8 +207,9 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_TRIALS} tiny trials: the experiment's --quick preset, "
                              f"{QUICK_STEPS} steps per epoch, epochs x{QUICK_EPOCHS_SCALE:g}")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds the sampler and is every trial's --seed (default 0)")
+    parser.add_argument("--seed", type=random_seed, default=0,
+                        help="seeds the sampler and is every trial's --seed (default 0; 0 to "
+                             "2**32-1)")
     parser.add_argument("--lr-range", type=_range(0, None, "an lr scale range"),
                         default=(0.1, 10.0), metavar="LO,HI",
                         help="--lr-scale, log-uniform (default 0.1,10)")

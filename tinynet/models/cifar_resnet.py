@@ -74,8 +74,9 @@ what torchsummary and the paper print; "total" adds the BN moving mean/variance 
     misprint of another block count; d = 86 agrees with B. The printed configuration is
     registered and its count is 4,987,162.
 
-``width`` (keyword, default 1.0) multiplies every C_i (at least 1 channel), as every tinynet
-family's ``width``, for CPU demos and tests; it is not part of the paper.
+``width`` (keyword, default 1.0) multiplies every C_i, as every tinynet family's ``width``, for
+CPU demos and tests; it is not part of the paper. A width that leaves some C_i under one channel
+is refused (``tinynet.models.width``).
 """
 import math
 import numbers
@@ -85,6 +86,7 @@ from keras import layers
 
 from tinynet.layers.data_format import standardize_data_format
 from tinynet.models.registry import register_model
+from tinynet.models.width import scale_filters
 
 PAPER = "Singh, Kumar & Biyani, NYU Mini-Project 1: Residual Network Design (seed 004)"
 
@@ -276,9 +278,6 @@ def build_cifar_resnet(blocks, channels, conv_kernels=None, skip_kernels=None, p
     if not (isinstance(pool, numbers.Integral) and not isinstance(pool, bool) and pool > 0):
         raise ValueError(f"Invalid value for argument `pool`: expected a positive integer. "
                          f"Received: pool={pool!r}")
-    if not (isinstance(width, numbers.Real) and width > 0):
-        raise ValueError(f"Invalid value for argument `width`: expected a positive number. "
-                         f"Received: width={width!r}")
     pool, input_shape = int(pool), tuple(input_shape)
     if len(input_shape) != 3 or not all(isinstance(d, numbers.Integral) and d > 0
                                         for d in input_shape):
@@ -286,7 +285,7 @@ def build_cifar_resnet(blocks, channels, conv_kernels=None, skip_kernels=None, p
                          f"channels) with known positive sizes. Received: "
                          f"input_shape={input_shape!r}")
     data_format = standardize_data_format(data_format)
-    scaled = tuple(max(1, int(round(c * width))) for c in channels)
+    scaled = tuple(scale_filters(channels, width, name or f"ResNet-{2 * sum(blocks) + 2}"))
     _check_sizes(input_shape, blocks, scaled, conv_kernels, skip_kernels, pool, include_top)
 
     inputs = keras.Input(shape=input_shape, name="image")

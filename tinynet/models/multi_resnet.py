@@ -104,8 +104,9 @@ with k=1) has 10,327,706 parameters. The paper's wide variants (Table III "26, k
 are not in the code and not registered.
 
 ``width`` (keyword, default 1.0; not in the paper, for CPU demos and tests) scales the base
-width 16 to ``max(1, round(16 * width))`` = b: basic stages b, 2b, 4b (type A's doubling
-holds); bottleneck stem b and stage outputs 4b, 8b, 16b with bottleneck width out/4.
+width 16 to ``round(16 * width)`` = b: basic stages b, 2b, 4b (type A's doubling holds);
+bottleneck stem b and stage outputs 4b, 8b, 16b with bottleneck width out/4. A width that
+makes b zero (at most 1/32) is refused (``tinynet.models.width``).
 """
 import numbers
 
@@ -115,10 +116,12 @@ from keras import layers
 from tinynet.errors import TinynetError
 from tinynet.layers.multi_residual import MultiResidual, ZeroPadShortcut
 from tinynet.models.registry import register_model
+from tinynet.models.width import scale_filters
 
 PAPER = "Abdi & Nahavandi 2016, Multi-Residual Networks (arXiv 1609.05672, seed 003)"
 BLOCKS = {"basic": 6, "bottleneck": 9}  # depth = BLOCKS[block] * n + 2
 SHORTCUTS = ("A", "B")
+BASE_WIDTH = 16  # the stem's filters at width 1.0; every other layer's are a multiple
 
 
 def _conv_init():
@@ -225,8 +228,7 @@ def check_configuration(depth, k, block="basic", shortcut=None, width=1.0, num_c
         raise TinynetError("the bottleneck family always uses its 1x1 conv projection at stage "
                            "starts (multi-resnet.lua has no type A shortcut); pass shortcut=None "
                            "or 'B'")
-    if not (isinstance(width, numbers.Real) and not isinstance(width, bool) and width > 0):
-        raise TinynetError(f"width must be a positive number; got {width!r}")
+    scale_filters((BASE_WIDTH,), width, "Multi-ResNet")
     if not (isinstance(num_classes, numbers.Integral) and num_classes >= 1):
         raise TinynetError(f"num_classes must be a positive integer; got {num_classes!r}")
     if len(input_shape) != 3 or not all(isinstance(d, numbers.Integral) and d > 0
@@ -248,7 +250,7 @@ def build_multi_resnet(depth, k, block="basic", shortcut=None, input_shape=(32, 
     input_shape = tuple(input_shape)
     check_configuration(depth, k, block, shortcut, width, num_classes, input_shape)
     n = (depth - 2) // BLOCKS[block]
-    base = max(1, int(round(16 * width)))
+    base, = scale_filters((BASE_WIDTH,), width, "Multi-ResNet")
     if block == "basic":
         stem, outputs, shortcut = base, (base, 2 * base, 4 * base), shortcut or "A"
     else:

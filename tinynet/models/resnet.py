@@ -35,7 +35,8 @@ dropped branch's computation). ``batch_norm``: ``"keras"`` or ``"fused"``
 (``tinynet.layers.FusedBatchNormalization``). ``data_format``: ``channels_last``,
 ``channels_first`` or ``auto`` (channels_first only when a GPU is visible, where cuDNN's NCHW
 kernels have been the faster layout for float32; CPU kernels are NHWC). The input is always
-NHWC and a channels_first model transposes once at its input.
+NHWC and a channels_first model transposes once at its input. ``width`` multiplies the stage
+widths (``tinynet.models.width``: a width that leaves a stage under one filter is refused).
 
 Backends: every model builds, trains and saves under Keras' TensorFlow, JAX and PyTorch
 backends, except ``batch_norm="fused"`` (a TensorFlow kernel: a ``TinynetError`` on the
@@ -51,6 +52,7 @@ from tinynet.layers import FusedBatchNormalization, StochasticDepth, linear_surv
 from tinynet.layers.fused_batch_norm import require_tensorflow_backend
 from tinynet.layers.data_format import standardize_data_format
 from tinynet.models.registry import register_model
+from tinynet.models.width import scale_filters
 
 SPECS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -193,12 +195,12 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
     if batch_norm not in BATCH_NORMS:
         raise ValueError(f"Invalid value for argument `batch_norm`: expected one of "
                          f"{BATCH_NORMS}. Received: batch_norm={batch_norm!r}")
+    widths = scale_filters(WIDTHS, width, depth_name)
     if batch_norm == "fused":
         require_tensorflow_backend(f"{depth_name}(batch_norm='fused')")
     kind, repeats = SPECS[depth_name]
     data_format = resolve_data_format(data_format)
     ops = _Ops(data_format, batch_norm, weight_decay)
-    widths = [max(1, int(round(w * width))) for w in WIDTHS]
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs

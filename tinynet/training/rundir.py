@@ -59,38 +59,40 @@ class RunDirectory:
         return tio.exists(self.file(CONFIG))
 
     def check_writable(self):
-        """Creates the folder if needed and checks that files can be written in it: a write
-        probe, since permission bits say nothing for root and nothing for read-only mounts or
-        remote buckets. Returns False where the folder exists but cannot be written (the
-        caller decides: a finished run can still be reported); raises ``TinynetError`` where
-        it is a file or cannot be created."""
+        """Checks that files can be written here, without creating anything (a refusal that
+        comes later, e.g. of the model's arguments, leaves no empty folder behind): a write
+        probe in the folder, or in its nearest existing parent when it does not exist yet,
+        since permission bits say nothing for root, read-only mounts or remote buckets.
+        Returns False where the folder exists but cannot be written (the caller decides: a
+        finished run can still be reported); raises ``TinynetError`` where it is a file or
+        cannot be created."""
         path = self.path
-        if tio.is_local(path):
-            if os.path.exists(path) and not os.path.isdir(path):
-                raise TinynetError(f"the run directory {path} is a file, not a folder; give "
-                                   f"--run-dir a folder path (it is created if missing)")
-            parent = os.path.dirname(os.path.abspath(path))
-            while not os.path.exists(parent):
-                parent = os.path.dirname(parent)
-            if not os.path.isdir(parent):
-                raise TinynetError(f"cannot create the run directory {path}: {parent} is a "
-                                   f"file, not a folder; choose another --run-dir")
         local = tio.is_local(path)
+        if local and os.path.exists(path) and not os.path.isdir(path):
+            raise TinynetError(f"the run directory {path} is a file, not a folder; give "
+                               f"--run-dir a folder path (it is created if missing)")
+        exists = os.path.isdir(path) if local else tio.exists(path)
+        target = path
+        if not exists and local:
+            target = os.path.dirname(os.path.abspath(path))
+            while not os.path.exists(target):
+                target = os.path.dirname(target)
+            if not os.path.isdir(target):
+                raise TinynetError(f"cannot create the run directory {path}: {target} is a "
+                                   f"file, not a folder; choose another --run-dir")
+        probe = tio.join(target, f".tmp-probe-{uuid.uuid4().hex}")
         try:
-            os.makedirs(path, exist_ok=True) if local else tio.makedirs(path)
-        except Exception as e:  # OSError locally, tf.errors.OpError through gfile
-            if os.path.isdir(path) if local else tio.exists(path):
-                return False
-            raise TinynetError(f"cannot create the run directory {path} ({_reason(e)}); "
-                               f"choose another --run-dir or fix its parent's "
-                               f"permissions") from None
-        probe = self.file(f".tmp-probe-{uuid.uuid4().hex}")
-        try:
+            if not local:
+                tio.makedirs(path)  # (buckets have no folders to leave behind)
             with (open(probe, "w") if local else tio.gfile.GFile(probe, "w")) as f:
                 f.write("probe")
             os.remove(probe) if local else tio.remove(probe)
-        except Exception:
-            return False
+        except Exception as e:  # OSError locally, tf.errors.OpError through gfile
+            if exists:
+                return False
+            raise TinynetError(f"cannot create the run directory {path} ({_reason(e)} in "
+                               f"{target}); choose another --run-dir or fix the "
+                               f"permissions") from None
         return True
 
     def finished(self):
