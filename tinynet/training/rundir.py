@@ -121,7 +121,7 @@ class RunDirectory:
 
     def remove_temporary_files(self):
         """Deletes what writes killed midway left (``.tmp-*``, see tinynet.io.atomic_write)."""
-        for folder in (self.path, self.file(checkpoint.FOLDER)):
+        for folder in (self.path, self.file(checkpoint.FOLDER), self.file(os.path.dirname(PLOT))):
             for name in tio.listdir(folder):
                 if name.startswith(".tmp-"):
                     tio.remove(tio.join(folder, name))
