@@ -6,17 +6,23 @@ mistake (``TinynetError``, or a bad flag) ends with one line on stderr and exit 
 """
 import argparse
 import dataclasses
+import math
 import os
 import signal
 import sys
 
-from tinynet.errors import Preempted, TinynetError
+from tinynet.errors import Preempted, TinynetError, clear_interrupts, note_interrupt
 
 
 class WorkerDone(Exception):
     """Raised after training in a multi-worker member other than the chief: what a script does
     after training (evaluation, tables) reads and writes the run directory, the chief's job.
     ``run_cli`` ends the process with status 0."""
+
+
+class DryRunDone(Exception):
+    """Raised by ``run_experiment`` under ``--dry-run`` once the flags, data and model are
+    checked; ``run_cli`` ends the process with status 0, skipping what follows training."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,35 +37,54 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _int_at_least(minimum, what):
+SEED_RANGE = (0, 2 ** 32 - 1)  # what numpy.random.seed and keras.utils.set_random_seed accept
+
+
+def _bound(value):
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def number_in(what, low=None, high=None, *, integer=False, low_open=False, high_open=False,
+              accepted=None):
+    """An argparse type: a number (``integer``: an integer) with ``low <= value <= high``
+    (``low_open``/``high_open``: strict; None: unbounded). Infinity and NaN are refused, since
+    nothing downstream can use them; the message names the accepted range (``accepted``
+    overrides its wording)."""
+    if accepted is None:
+        kind = "an integer" if integer else "a finite number"
+        if high is None:
+            accepted = f"{kind} {'>' if low_open else '>='} {_bound(low)}"
+        else:
+            accepted = (f"{kind} in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}"
+                        f"{')' if high_open else ']'}")
+
     def parse(text):
         try:
-            value = int(text)
+            value = int(text) if integer else float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+            value = None
+        if value is None or not (integer or math.isfinite(value)) or (
+                low is not None and (value <= low if low_open else value < low)) or (
+                high is not None and (value >= high if high_open else value > high)):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} (accepted: "
+                                             f"{accepted})")
         return value
     return parse
 
 
-positive_int = _int_at_least(1, "a positive integer")
-non_negative_int = _int_at_least(0, "an integer >= 0")
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
+positive_int = number_in("a positive integer", 1, integer=True)
+non_negative_int = number_in("an integer >= 0", 0, integer=True)
+positive_float = number_in("a positive number", 0, low_open=True)
+non_negative_float = number_in("a number >= 0", 0)
+random_seed = number_in("a seed", *SEED_RANGE, integer=True,
+                        accepted=f"an integer in [0, 2**32-1] = [0, {SEED_RANGE[1]}], the seeds "
+                                 f"NumPy and TensorFlow take")
 
 
 def parse_interval(text):
     """``--checkpoint-every``: ``"10m"``, ``"90s"``, ``"2h"`` -> ``("seconds", n)``;
-    ``"500steps"`` -> ``("steps", n)``; ``"off"``/``"0"`` -> None. Raises ``ValueError``."""
+    ``"500steps"`` -> ``("steps", n)``; ``"off"``/``"0"`` -> None. Raises ``ValueError`` (naming
+    the accepted range) for anything else, infinity and NaN included."""
     text = str(text).strip().lower()
     if text in ("off", "0", "none", ""):
         return None
@@ -71,11 +96,12 @@ def parse_interval(text):
                 value = float(number) * scale
             except ValueError:
                 break
-            if value > 0 and (unit == "seconds" or value == int(value)):
+            if math.isfinite(value) and value > 0 and (unit == "seconds" or value == int(value)):
                 return unit, (int(value) if unit == "steps" else value)
             break
     raise ValueError(f"expected a duration like 10m, 90s, 2h, a step count like 500steps, or "
-                     f"off; got {text!r}")
+                     f"off; got {text!r} (accepted: a finite duration > 0, or a whole number "
+                     f"of steps >= 1)")
 
 
 def checkpoint_interval(text):
@@ -94,6 +120,12 @@ class QuickPreset:
     epochs_scale: float = 0.05
     synthetic: dict = dataclasses.field(default_factory=lambda: dict(
         num_classes=20, train_per_class=60, val_per_class=10, test_images=20))
+    # Builder keyword arguments for the demo's model only, which the script passes to
+    # run_experiment under --quick (recorded in config.json's model_kwargs). What a protocol
+    # of a hundred steps needs and a few dozen do not give: a BatchNormalization momentum of
+    # 0.99 leaves 0.99 ** steps of the initial moving statistics, so a short demo would be
+    # validated with nearly-initial ones.
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
 def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-imagenet"):
@@ -121,7 +153,7 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     g.add_argument("--val-split", type=non_negative_int, default=None,
                    help="CIFAR: training images held out for validation (0: validate on the "
                         "test set)")
-    g.add_argument("--split-seed", type=non_negative_int, default=None,
+    g.add_argument("--split-seed", type=random_seed, default=None,
                    help="CIFAR: seed of the permutation that holds out --val-split images")
     g.add_argument("--interpolation", default="nearest",
                    choices=["nearest", "bilinear", "bicubic", "area", "lanczos3"],
@@ -141,12 +173,25 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     g.add_argument("--data-format", choices=["auto", "channels_last", "channels_first"],
                    default=None, help="the model's internal layout (input stays NHWC); "
                                       "default Keras'; auto: the faster, measured at start")
-    g.add_argument("--seed", type=int, default=0, help="seed for weights, data order, augmentation")
+    g.add_argument("--seed", type=random_seed, default=0,
+                   help="seed for weights, data order, augmentation (0 to 2**32-1)")
     g.add_argument("--deterministic", action="store_true",
                    help="TensorFlow op determinism: a resumed run is bit-identical to an "
                         "uninterrupted one (slower on GPU)")
     g.add_argument("--restart", action="store_true",
                    help="discard the run in --run-dir and start over")
+    g.add_argument("--progress-every", type=non_negative_float, default=None,
+                   metavar="SECONDS",
+                   help="without a terminal, a progress line inside each epoch every SECONDS "
+                        "(default $TINYNET_PROGRESS_SECONDS, else 30; 0: none); a terminal "
+                        "shows a progress bar")
+    g.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's C++ start-up log lines (hidden otherwise; real "
+                        "warnings and errors always show)")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check the flags, the data and the model, print the protocol and the "
+                        "model's size, and exit without training (the run directory is not "
+                        "touched)")
     g.add_argument("--checkpoint-every", type=checkpoint_interval,
                    default=None, metavar="10m|90s|500steps",
                    help="also checkpoint inside an epoch this often (default: off, or the "
@@ -155,15 +200,6 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
     g.add_argument("--quick", action="store_true",
                    help=f"CPU demo: generated data, width {quick.width:g}, "
                         f"{quick.steps_per_epoch} steps per epoch, epochs x{quick.epochs_scale:g}")
-    def non_negative_float(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not 0 <= value < float("inf"):
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-        return value
-
     g = parser.add_argument_group(
         "hyperparameters (default: the protocol's own; tools/tune.py searches them)")
     g.add_argument("--lr-scale", type=positive_float, default=None, metavar="F",
@@ -339,6 +375,15 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
         model_kwargs.setdefault("width", args.width)
     elif args.width != 1.0:
         raise TinynetError(f"--width does not apply to {model_name}: it has no width multiplier")
+    if getattr(args, "dry_run", False):
+        from tinynet.models import get_model
+        model = get_model(model_name, num_classes=data.num_classes, **dict(
+            model_kwargs, **({"data_format": args.data_format}
+                             if args.data_format not in (None, "auto") else {})))
+        print(f"dry run: {model_name} ({model.count_params():,} parameters) on "
+              f"{data.spec.get('name')} ({len(data.train)} training images); would train in "
+              f"{args.run_dir}", flush=True)
+        raise DryRunDone()
     if args.data_format == "auto":
         model_kwargs["data_format"] = measured_data_format(args, protocol, model_name,
                                                            model_kwargs, data)
@@ -354,6 +399,7 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
                          jit_compile=JIT_COMPILE[getattr(args, "jit_compile", "auto")],
                          augment_on=getattr(args, "augment_on", "cpu"),
                          data_on_device=getattr(args, "data_on_device", False),
+                         progress_every=getattr(args, "progress_every", None),
                          log=lambda line: print(line, flush=True))
     from tinynet.training.distribute import is_chief
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)
@@ -372,7 +418,7 @@ def measured_data_format(args, protocol, model_name, model_kwargs, data):
     if "data_format" not in model_info(model_name).arguments:
         raise TinynetError(f"--data-format does not apply to {model_name}: it has one layout")
     rd = RunDirectory(args.run_dir)
-    if not args.restart and rd.has_run():
+    if not args.restart and rd.has_config():
         chosen = (rd.read_config().get("model_kwargs") or {}).get("data_format")
         if chosen:
             print(f"--data-format auto: {chosen}, as {args.run_dir} chose", flush=True)
@@ -399,22 +445,74 @@ def check_writable(path, flag):
         raise TinynetError(f"cannot write {flag} {path}: {parent} is not writable")
 
 
+RESUME_LINE = "interrupted: re-run the same command to resume from the last checkpoint"
+
+
 def run_cli(main, argv=None):
     """Runs ``main(argv)``; user mistakes become one line on stderr and exit status 2, and a
-    Ctrl-C says how to resume."""
+    Ctrl-C says how to resume (status 130) wherever it lands.
+
+    A Ctrl-C arriving while TensorFlow runs Python code from C++ (a tf.data function, a
+    callback) does not always surface as ``KeyboardInterrupt``: it may come out as the
+    ``SystemError`` of a C function that "returned a result with an exception set", or as a
+    TensorFlow error wrapping it. So the SIGINT handler records that it fired, and whatever
+    exception then ends ``main`` is reported as the interruption it is. The files are safe
+    either way: every write is atomic (``tinynet.io``)."""
     if argv is None and "--deterministic" in sys.argv[1:]:
         from tinynet.training.determinism import reexec_for_determinism
         reexec_for_determinism()
+    if argv is None:  # a command line's own process (tests call main in-process with argv)
+        from tinynet.quiet import quiet_tensorflow
+        quiet_tensorflow("--verbose" in sys.argv[1:])
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        note_interrupt(signum)
+        raise KeyboardInterrupt
+
+    handler = None
+    clear_interrupts()
+    try:
+        handler = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (a notebook's worker): keep Python's default
+        pass
     try:
         main(argv)
+        if interrupted:  # its KeyboardInterrupt was swallowed, and the work went on to its end
+            raise KeyboardInterrupt
     except WorkerDone:
         print("this worker is done; the chief writes the run directory", flush=True)
-    except TinynetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except Preempted:
-        sys.exit(128 + signal.SIGTERM)  # the runner said what it saved
-    except KeyboardInterrupt:
-        print("interrupted: re-run the same command to resume from the last finished epoch",
-              file=sys.stderr)
-        sys.exit(128 + signal.SIGINT)
+    except DryRunDone:
+        pass
+    except SystemExit:
+        raise
+    except BaseException as e:
+        if interrupted or isinstance(e, KeyboardInterrupt):
+            _ignore_sigint()
+            print(RESUME_LINE, file=sys.stderr, flush=True)
+            sys.exit(128 + signal.SIGINT)
+        if isinstance(e, TinynetError):
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        if isinstance(e, Preempted):
+            sys.exit(128 + signal.SIGTERM)  # the runner said what it saved
+        raise
+    finally:
+        if argv is None:
+            # the command's process ends now: a Ctrl-C during TensorFlow's teardown would only
+            # turn a finished run's status 0 into a bare "killed by SIGINT"
+            _ignore_sigint()
+        elif handler is not None and not interrupted:
+            try:
+                signal.signal(signal.SIGINT, handler)
+            except (ValueError, TypeError):
+                pass
+
+
+def _ignore_sigint():
+    """A second Ctrl-C while the resume line is printed and the process ends changes nothing."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        pass

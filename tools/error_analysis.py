@@ -89,16 +89,28 @@ def analyse(class_names, class_ids, images, labels, probabilities, out_dir, gall
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "misclassified.png"), dpi=100)
 
+    fig = confusion_figure(confusion, f"confusion matrix (row-normalised), top-1 {top1_acc:.3f}")
+    fig.savefig(os.path.join(out_dir, "confusion_matrix.png"), dpi=100)
+    return metrics
+
+
+def confusion_figure(confusion, title):
+    """The row-normalised confusion matrix (``confusion[true, predicted]`` counts) as an
+    image; both class axes tick at whole class indices only (a class 2.5 does not exist)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(7, 6))
     ax = fig.subplots()
     rates = confusion / confusion.sum(axis=1, keepdims=True).clip(min=1)
     im = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
     ax.set_xlabel("predicted class"), ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix (row-normalised), top-1 {top1_acc:.3f}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "confusion_matrix.png"), dpi=100)
-    return metrics
+    return fig
 
 
 def main(argv=None):
