@@ -1,7 +1,7 @@
 """A PNG grid of training images beside augmented versions of them (like Fig. 2 of seed 002
 and Fig. 12 of seed 001), to check by eye that a recipe is plausible.
 
-    python tools/preview_augmentations.py --recipe densenet_model2 --data-dir data
+    python tools/preview_augmentations.py --recipe densenet_model2 --data-dir data   # runs/previews/
     python tools/preview_augmentations.py --recipe all --dataset synthetic --out docs/augmentations
 
 Each row is one training image: the original, then ``--versions`` augmented copies, each drawn
@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tinynet.experiment import OneLineParser, positive_int, run_cli  # noqa: E402
+from tinynet.experiment import OneLineParser, positive_int, random_seed, run_cli  # noqa: E402
 
 
 BACKEND_CHOICES = ["imgaug", "native", "both"]
@@ -106,12 +106,14 @@ def main(argv=None):
                              "data, where it is made (default data/<dataset>)")
     parser.add_argument("--images", type=positive_int, default=6, help="rows: images to show")
     parser.add_argument("--versions", type=positive_int, default=5, help="augmented copies each")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=random_seed, default=0,
+                        help="seeds the choice of images and the augmentation (0 to 2**32-1)")
     parser.add_argument("--backend", choices=BACKEND_CHOICES, default="imgaug",
                         help="the augmentation backend: imgaug (default), native (TensorFlow "
                              "ops), or both side by side")
-    parser.add_argument("--out", default="docs/augmentations",
-                        help="folder for <recipe>.png (default docs/augmentations)")
+    parser.add_argument("--out", default=os.path.join("runs", "previews"),
+                        help="folder for <recipe>.png (default runs/previews; the grids in "
+                             "docs/augmentations are regenerated with --out docs/augmentations)")
     args = parser.parse_args(argv)
     recipes = list_recipes() if args.recipe == "all" else [args.recipe]
     if not set(recipes) <= set(list_recipes()):

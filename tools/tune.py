@@ -226,6 +226,10 @@ def parse_args(argv):
                              "re-queued (default 60)")
     parser.add_argument("--max-failures", type=positive_int, default=3,
                         help="stop after this many failed trials in a row (default 3)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the search and the first trial's command, check that the "
+                             "experiment accepts it (its own --dry-run), and exit; nothing is "
+                             "written")
     own, passthrough = split_passthrough(list(argv))
     args = parser.parse_args(own)
     args.passthrough = passthrough
@@ -663,8 +667,26 @@ def _interrupt_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # stops the running trial's run (which checkpoints) and re-queues it
 
 
+def dry_run(args):
+    """``--dry-run``: the search as configured and its first trial's command (the protocol's
+    own configuration), checked by the experiment's own ``--dry-run``."""
+    print(f"search {args.study_name}: {args.trials} complete trials of {args.name} in "
+          f"{args.study_dir}; {json.dumps(search_config(args))}", flush=True)
+    command = trial_command(args, os.path.join(args.study_dir, "trial-0"), [])
+    print("first trial: " + shlex.join(["python", os.path.relpath(args.script)] + command[2:]),
+          flush=True)
+    proc = subprocess.run(command + ["--dry-run"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [l for l in proc.stderr.splitlines() if l.strip()]
+        raise TinynetError(f"the experiment refuses the trial's command: "
+                           f"{lines[-1] if lines else f'exit status {proc.returncode}'}")
+    print(proc.stdout.strip().splitlines()[-1], flush=True)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.dry_run:
+        return dry_run(args)
     previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
     try:
         return run_search(args)

@@ -258,17 +258,21 @@ def tiny_imagenet(data_dir="data", cache="auto", skip_corrupt=False, download=Tr
 
 
 def synthetic_tiny_imagenet(data_dir="data/synthetic", cache="auto", skip_corrupt=False,
-                            num_classes=SYNTHETIC_TINY["num_classes"],
-                            train_per_class=SYNTHETIC_TINY["train_per_class"],
-                            val_per_class=SYNTHETIC_TINY["val_per_class"],
-                            test_images=SYNTHETIC_TINY["test_images"], seed=0):
+                            num_classes=None, train_per_class=None, val_per_class=None,
+                            test_images=None, seed=None):
     """A generated dataset in Tiny ImageNet's layout (``tinynet.data.synthetic``), made in
-    ``data_dir`` on first use."""
+    ``data_dir`` on first use. Sizes and seed left None are those of the dataset already in
+    ``data_dir`` (whoever made it: a ``--quick`` run, a tool), else ``SYNTHETIC_TINY``'s and
+    seed 0; one given and different from the folder's is refused."""
     from tinynet.data.synthetic import ensure_synthetic_tiny_imagenet
 
-    root = ensure_synthetic_tiny_imagenet(
-        _abs(data_dir), num_classes=num_classes, train_per_class=train_per_class,
-        val_per_class=val_per_class, test_images=test_images, seed=seed)
+    root = _abs(data_dir)
+    asked = {k: v for k, v in dict(num_classes=num_classes, train_per_class=train_per_class,
+                                   val_per_class=val_per_class, test_images=test_images,
+                                   seed=seed).items() if v is not None}
+    if not os.path.exists(root):
+        asked = dict(SYNTHETIC_TINY, seed=0, **asked)
+    root = ensure_synthetic_tiny_imagenet(root, **asked)
     return _tiny_imagenet_data(root, cache, skip_corrupt, "synthetic")
 
 
@@ -313,18 +317,22 @@ def _cifar_entry(name):
 
 def _synthetic_cifar_entry(name):
     def load(data_dir=f"data/synthetic-{name}", val_split=0, split_seed=43, num_classes=None,
-             train_per_class=SYNTHETIC_CIFAR["train_per_class"],
-             test_per_class=SYNTHETIC_CIFAR["test_per_class"], seed=0):
+             train_per_class=None, test_per_class=None, seed=None):
         from tinynet.data.synthetic import ensure_synthetic_cifar
 
-        root = ensure_synthetic_cifar(_abs(data_dir), name, num_classes=num_classes,
-                                      train_per_class=train_per_class,
-                                      test_per_class=test_per_class, seed=seed)
+        root = _abs(data_dir)
+        asked = {k: v for k, v in dict(train_per_class=train_per_class,
+                                       test_per_class=test_per_class, seed=seed).items()
+                 if v is not None}
+        if not os.path.exists(root):
+            asked = dict(SYNTHETIC_CIFAR, seed=0, **asked)
+        root = ensure_synthetic_cifar(root, name, num_classes=num_classes, **asked)
         return _cifar_data(root, name, f"synthetic-{name}", val_split, split_seed)
 
     load.__name__ = f"synthetic_{name}"
     load.__doc__ = (f"A generated {name} in the real pickle format and layout "
-                    f"(``tinynet.data.synthetic``), made in ``data_dir`` on first use.")
+                    f"(``tinynet.data.synthetic``), made in ``data_dir`` on first use; sizes "
+                    f"and seed left None are the folder's, else SYNTHETIC_CIFAR's and seed 0.")
     return load
 
 
