@@ -17,7 +17,7 @@ import pytest
 from tinynet.experiment import parse_interval
 from tinynet.training import checkpoint
 
-from conftest import REPO, run_script, run_script_and_kill_at
+from conftest import REPO, run_script
 
 SCRIPT = "densenet_model1.py"
 # 8 epochs of 4 steps (every stage of the protocol) at 1/16 width on the --quick data
@@ -136,23 +136,6 @@ def reference(quick_data_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ref") / "run"
     run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
     return run_dir
-
-
-@pytest.mark.slow
-def test_sigkill_inside_an_epoch_resumes_bit_identically(reference, quick_data_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    # killed after step 2 of epoch 6 (stage 5, augmented) was checkpointed
-    status = run_script_and_kill_at(
-        SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir,
-        "--checkpoint-every", "1steps", path=run_dir / "checkpoints" / "ckpt-00005-s000002.npz")
-    assert status == -signal.SIGKILL
-    names = os.listdir(run_dir / "checkpoints")
-    assert "ckpt-00008.npz" not in names and any("-s0000" in n for n in names)
-
-    resumed = run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
-    line = [l for l in resumed.stdout.splitlines() if l.startswith("resuming")][0]
-    assert "steps of the next" in line, line
-    assert_same_run(run_dir, reference)
 
 
 @pytest.mark.slow
