@@ -21,7 +21,8 @@ setup(
         "imgaug==0.4.0",
         "opencv-python",
     ],
-    extras_require={"test": ["pytest>=7", "optuna>=4.9", "jax>=0.4.30", "tensorboard>=2.16"],
+    extras_require={"test": ["pytest>=7", "optuna>=4.9", "jax>=0.4.30", "tensorboard>=2.16",
+                             "pytest-xdist>=3"],  # CI's slow step runs on both cores
                     "tensorboard": ["tensorboard>=2.16"],  # to view <run_dir>/tensorboard
                     "tune": ["optuna>=4.9"],  # tools/tune.py (heartbeat-stale retries: 4.9)
                     "jax": ["jax>=0.4.30"]},  # --backend jax (tests run the models under it)

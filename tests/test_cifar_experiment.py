@@ -91,6 +91,7 @@ def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
     assert (run_dir / "lr.csv").read_text() == (ref_dir / "lr.csv").read_text()
 
 
+@pytest.mark.slow  # (18 s: CI's slow step keeps the default run in budget)
 def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     data_dir, ref_dir, _ = reference
     proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
@@ -104,6 +105,7 @@ def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     assert "done: 1 epochs" in again.stdout  # re-running the command finds the finished run
 
 
+@pytest.mark.slow  # (12 s: CI's slow step keeps the default run in budget)
 def test_a_resume_with_another_split_and_a_continuation_of_an_unfinished_run_are_refused(
         reference, tmp_path):
     data_dir, ref_dir, _ = reference

@@ -211,7 +211,8 @@ def test_two_worker_experiment_on_localhost_trains_as_mirrored(tmp_path):
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     data_dir, run_dir = tmp_path / "data", tmp_path / "run"
     cmd = [sys.executable, os.path.join(REPO, "experiments", "multi_resnet_cifar.py"), "--quick",
-           "--deterministic", "--data-dir", str(data_dir), "--run-dir", str(run_dir),
+           "--steps-per-epoch", "4", "--deterministic", "--data-dir", str(data_dir),
+           "--run-dir", str(run_dir),
            "--strategy", "multiworker"]
     procs = []
     for index in (1, 0):
@@ -239,7 +240,8 @@ def test_two_worker_experiment_on_localhost_trains_as_mirrored(tmp_path):
     assert config["distribution"]["strategy"] == "CollectiveAllReduceStrategy"  # (MWMS)
     assert config["distribution"]["replicas"] == 2
     mirrored = tmp_path / "mirrored"
-    run_script("multi_resnet_cifar.py", "--quick", "--deterministic", "--data-dir", data_dir,
+    run_script("multi_resnet_cifar.py", "--quick", "--steps-per-epoch", "4", "--deterministic",
+               "--data-dir", data_dir,
                "--run-dir", mirrored, "--strategy", "mirrored", "--devices", "2")
     ours, theirs = history(run_dir), history(mirrored)
     # training: the same; validation: Keras averages each worker's metric, and the last

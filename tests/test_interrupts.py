@@ -22,7 +22,7 @@ EPOCHS = 3
 
 def command(data_dir, run_dir):
     return [sys.executable, os.path.join(REPO, "experiments", "multi_resnet_cifar.py"), "--quick",
-            "--deterministic", "--checkpoint-every", "2steps", "--data-dir", str(data_dir),
+            "--steps-per-epoch", "4", "--deterministic", "--checkpoint-every", "2steps", "--data-dir", str(data_dir),
             "--run-dir", str(run_dir)]
 
 
@@ -56,7 +56,7 @@ def test_ctrl_c_at_any_moment_says_how_to_resume_and_resumes(tmp_path):
     rng = random.Random(12)
     # start-up (imports, data generation, model build), then anywhere, then inside writes
     moments = [dict(delay=1.0), dict(delay=2.5), dict(at_write="checkpoints/"),
-               *[dict(delay=rng.uniform(3.0, 14.0)) for _ in range(4)],
+               *[dict(delay=rng.uniform(3.0, 14.0)) for _ in range(2)],
                dict(at_write=".keras")]
     outcomes = []
     for moment in moments:
@@ -70,7 +70,7 @@ def test_ctrl_c_at_any_moment_says_how_to_resume_and_resumes(tmp_path):
         assert "Traceback" not in stderr and "SystemError" not in stderr, (moment, stderr)
         for path in list_checkpoints(str(run_dir)):
             read_checkpoint(path)  # raises if a checkpoint on disk is unreadable
-    assert sum(code == 130 for _, code in outcomes) >= 6, outcomes
+    assert sum(code == 130 for _, code in outcomes) >= 5, outcomes
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(run_dir / "history.csv") as f:

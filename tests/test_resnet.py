@@ -138,7 +138,10 @@ def test_resnets_train_with_stochastic_depth():
     assert np.all(np.isfinite(history.history["loss"]))
 
 
-@pytest.mark.parametrize("name", list_models("resnet*"))
+# the two largest (10-11 s each) in CI's slow step, to keep the default run in budget
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.slow) if n in ("resnet101", "resnet152") else n
+    for n in list_models("resnet*")])
 def test_every_resnet_saves_and_loads_in_a_fresh_process(name, tmp_path):
     model = get_model(name, stochastic_depth=0.5, batch_norm="fused", **SMALL)
     path = tmp_path / f"{name}.keras"

@@ -206,7 +206,8 @@ def test_an_experiment_trains_and_resumes_under_jax(tmp_path):
     # XLA's CPU optimisation level 0: the same arithmetic, compiled in seconds, not minutes
     env = {"XLA_FLAGS": "--xla_backend_optimization_level=0", "TF_CPP_MIN_LOG_LEVEL": "3"}
     run_dir = tmp_path / "run"
-    args = ["--quick", "--backend", "jax", "--run-dir", run_dir, "--data-dir", tmp_path / "data"]
+    args = ["--quick", "--steps-per-epoch", "4", "--backend", "jax", "--run-dir", run_dir,
+            "--data-dir", tmp_path / "data"]
     first = run_script("multi_resnet_cifar.py", *args, env=env)
     assert "done: 3 epochs" in first.stdout
     config = json.loads((run_dir / "config.json").read_text())

@@ -271,7 +271,7 @@ def synthetic_tiny_imagenet(data_dir="data/synthetic", cache="auto", skip_corrup
                                    val_per_class=val_per_class, test_images=test_images,
                                    seed=seed).items() if v is not None}
     if not os.path.exists(root):
-        asked = dict(SYNTHETIC_TINY, seed=0, **asked)
+        asked = {**SYNTHETIC_TINY, "seed": 0, **asked}
     root = ensure_synthetic_tiny_imagenet(root, **asked)
     return _tiny_imagenet_data(root, cache, skip_corrupt, "synthetic")
 
@@ -325,7 +325,7 @@ def _synthetic_cifar_entry(name):
                                        test_per_class=test_per_class, seed=seed).items()
                  if v is not None}
         if not os.path.exists(root):
-            asked = dict(SYNTHETIC_CIFAR, seed=0, **asked)
+            asked = {**SYNTHETIC_CIFAR, "seed": 0, **asked}
         root = ensure_synthetic_cifar(root, name, num_classes=num_classes, **asked)
         return _cifar_data(root, name, f"synthetic-{name}", val_split, split_seed)
 
