@@ -42,6 +42,29 @@ def quick_data_dir(tmp_path_factory):
     return root
 
 
+def load_file(folder, name, prefix="script"):
+    """``<folder>/<name>.py`` (experiments/, tools/) imported as a module, without running its
+    command line."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{name}",
+                                                  os.path.join(REPO, folder, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def one_line_error(call, *args, **kwargs):
+    """The message of the TinynetError ``call`` raises, checked to be one line."""
+    from tinynet.errors import TinynetError
+
+    with pytest.raises(TinynetError) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
 def run_test_function(module, function, *args, timeout=600):
     """Calls ``tests/<module>.py``'s ``function(*args)`` in a fresh interpreter with the
     deterministic environment (a run that must start TensorFlow its own way); returns its

@@ -3,7 +3,6 @@ out-of-range seeds at the flag, with the accepted range in the message; widths t
 layer under one filter in the model builders, naming the smallest width that works; and a model
 tinynet saved, loaded without ``import tinynet``, says to import it."""
 import argparse
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import textwrap
 
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, load_file, run_script
 from tinynet.errors import TinynetError
 from tinynet.experiment import (checkpoint_interval, non_negative_float, non_negative_int,
                                 number_in, parse_interval, positive_float, positive_int,
@@ -92,11 +91,7 @@ def test_checkpoint_intervals_still_parse():
 # -- the tools' flags (parsed in this process: argparse exits 2 before anything runs) ------------
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"bad_input_{name}",
-                                                  os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("tools", name, "bad_input")
 
 
 @pytest.mark.parametrize("tool,argv,message", [

@@ -12,18 +12,12 @@ from tinynet.data import cifar
 from tinynet.data.tiny_imagenet import md5sum
 from tinynet.data.synthetic import (ensure_synthetic_cifar, render_synthetic_cifar,
                                     write_synthetic_cifar, write_synthetic_cifar_archive)
-from tinynet.errors import TinynetError
+
+from conftest import one_line_error
 
 SMALL = dict(train_per_class=3, test_per_class=2, seed=5)
 
 
-def _error(call, *args, **kwargs):
-    """The message of the TinynetError ``call`` raises, checked to be one line."""
-    with pytest.raises(TinynetError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 def _generated(tmp_path, name="cifar10", **spec):
@@ -139,7 +133,7 @@ def test_pickle_that_runs_code_is_refused(tmp_path):
     batch[b"data"] = _RunsCode(proof)
     with open(os.path.join(root, "test_batch"), "wb") as f:
         pickle.dump(batch, f, protocol=2)
-    message = _error(cifar.load, root, "cifar10")
+    message = one_line_error(cifar.load, root, "cifar10")
     assert "test_batch" in message and "system" in message and "refusing" in message
     assert not proof.exists()
 
@@ -149,7 +143,7 @@ def test_truncated_pickle_is_reported_by_name(tmp_path):
     path = os.path.join(root, "data_batch_3")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) // 2)
-    message = _error(cifar.load, root, "cifar10")
+    message = one_line_error(cifar.load, root, "cifar10")
     assert "data_batch_3" in message and "truncated or corrupt" in message
 
 
@@ -168,7 +162,7 @@ def test_wrong_batch_contents_are_reported_by_name(tmp_path, change, words):
     change(batch)
     with open(path, "wb") as f:
         pickle.dump(batch, f, protocol=2)
-    message = _error(cifar.load, root, "cifar10")
+    message = one_line_error(cifar.load, root, "cifar10")
     assert "data_batch_2" in message and words in message
 
 
@@ -176,13 +170,13 @@ def test_missing_test_batch_is_named(tmp_path):
     root = _generated(tmp_path)
     os.remove(os.path.join(root, "test_batch"))
     for data_dir in (root, str(tmp_path)):  # the folder itself, or the folder holding it
-        message = _error(cifar.prepare, data_dir, "cifar10", allow_download=False)
+        message = one_line_error(cifar.prepare, data_dir, "cifar10", allow_download=False)
         assert "test_batch" in message and "data_batch" not in message
-    assert "test_batch" in _error(cifar.load, root, "cifar10")
+    assert "test_batch" in one_line_error(cifar.load, root, "cifar10")
 
 
 def test_unknown_dataset_name_is_refused(tmp_path):
-    assert "cifar10, cifar100" in _error(cifar.prepare, tmp_path, "cifar1000")
+    assert "cifar10, cifar100" in one_line_error(cifar.prepare, tmp_path, "cifar1000")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +209,7 @@ def test_prepare_downloads_through_a_part_file(tmp_path):
 def test_failed_download_says_where_to_put_the_archive(tmp_path):
     data_dir = tmp_path / "data"
     url = (tmp_path / "nowhere.tar.gz").as_uri()
-    message = _error(cifar.prepare, data_dir, "cifar10", url=url)
+    message = one_line_error(cifar.prepare, data_dir, "cifar10", url=url)
     assert "could not download" in message and "cifar-10-python.tar.gz" in message
     assert str(data_dir) in message
     assert os.listdir(data_dir) == []  # the .part file is gone
@@ -223,7 +217,7 @@ def test_failed_download_says_where_to_put_the_archive(tmp_path):
 
 def test_offline_message_names_archive_folder_url_and_md5(tmp_path):
     real = cifar.DATASETS["cifar100"]
-    message = _error(cifar.prepare, tmp_path, "cifar100", allow_download=False)
+    message = one_line_error(cifar.prepare, tmp_path, "cifar100", allow_download=False)
     for part in (str(tmp_path), real.archive, real.folder, real.url, real.md5):
         assert part in message
     assert os.listdir(tmp_path) == []
@@ -231,7 +225,7 @@ def test_offline_message_names_archive_folder_url_and_md5(tmp_path):
 
 def test_wrong_md5_is_refused(tmp_path):
     archive, md5 = write_synthetic_cifar_archive(str(tmp_path), "cifar10", **SMALL)
-    message = _error(cifar.prepare, tmp_path, "cifar10", allow_download=False)
+    message = one_line_error(cifar.prepare, tmp_path, "cifar10", allow_download=False)
     assert md5 in message and cifar.DATASETS["cifar10"].md5 in message
     assert "delete it and download it again" in message
     assert os.listdir(tmp_path) == ["cifar-10-python.tar.gz"]
@@ -264,7 +258,7 @@ def _member(name, kind=tarfile.REGTYPE, linkname=""):
 def test_archive_entry_outside_the_target_is_refused(tmp_path, member_name):
     data_dir = tmp_path / "data"
     _, md5 = _hostile_archive(data_dir, _member(member_name.format(tmp=tmp_path)))
-    message = _error(cifar.prepare, data_dir, "cifar10", md5=md5)
+    message = one_line_error(cifar.prepare, data_dir, "cifar10", md5=md5)
     assert "refusing to extract" in message and "escape" in message
     assert os.listdir(data_dir) == ["cifar-10-python.tar.gz"]  # nothing extracted, no .partial
     assert sorted(os.listdir(tmp_path)) == ["data"]
@@ -278,7 +272,7 @@ def test_links_devices_and_fifos_are_refused(tmp_path, kind, words):
     member = _member("cifar-10-batches-py/test_batch", kind,
                      linkname="/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else "")
     _, md5 = _hostile_archive(tmp_path, member)
-    message = _error(cifar.prepare, tmp_path, "cifar10", md5=md5)
+    message = one_line_error(cifar.prepare, tmp_path, "cifar10", md5=md5)
     assert "test_batch" in message and words in message
     assert os.listdir(tmp_path) == ["cifar-10-python.tar.gz"]
 
@@ -286,7 +280,7 @@ def test_links_devices_and_fifos_are_refused(tmp_path, kind, words):
 def test_archive_that_is_not_a_tar_is_refused(tmp_path):
     path = tmp_path / "cifar-10-python.tar.gz"
     path.write_bytes(b"not a tar at all" * 100)
-    message = _error(cifar.prepare, tmp_path, "cifar10", md5=md5sum(str(path)))
+    message = one_line_error(cifar.prepare, tmp_path, "cifar10", md5=md5sum(str(path)))
     assert "not a valid .tar.gz" in message
     assert os.listdir(tmp_path) == ["cifar-10-python.tar.gz"]
 
@@ -303,9 +297,9 @@ def test_generator_is_deterministic_and_ensure_refuses_another_spec(tmp_path):
     root = str(tmp_path / "gen")
     assert ensure_synthetic_cifar(root, "cifar10", **SMALL) == root
     assert ensure_synthetic_cifar(root, "cifar10", num_classes=None, **SMALL) == root
-    assert "seed" in _error(ensure_synthetic_cifar, root, "cifar10", **dict(SMALL, seed=6))
-    assert "cifar100" in _error(ensure_synthetic_cifar, root, "cifar100", **SMALL)
-    assert "already exists" in _error(write_synthetic_cifar, root)
+    assert "seed" in one_line_error(ensure_synthetic_cifar, root, "cifar10", **dict(SMALL, seed=6))
+    assert "cifar100" in one_line_error(ensure_synthetic_cifar, root, "cifar100", **SMALL)
+    assert "already exists" in one_line_error(write_synthetic_cifar, root)
 
 
 def test_split_validation_is_a_seeded_partition():
@@ -327,7 +321,7 @@ def test_split_validation_zero_means_validate_on_test_and_bad_values_are_refused
     assert val is None
     np.testing.assert_array_equal(train, np.arange(100))
     for bad in (-1, 100, 101, 2.5, True):
-        assert "0 (validate on the test set) to 99" in _error(cifar.split_validation, 100, bad, 1)
+        assert "0 (validate on the test set) to 99" in one_line_error(cifar.split_validation, 100, bad, 1)
 
 
 def test_a_generated_set_made_meanwhile_by_another_process_is_kept(tmp_path):

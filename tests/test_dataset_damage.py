@@ -18,18 +18,12 @@ from tinynet.data.datasets import (TrainData, describe_fingerprint_difference, f
                                    get_dataset)
 from tinynet.data.pipeline import ImageSet
 from tinynet.data.synthetic import write_synthetic_cifar
-from tinynet.errors import TinynetError
+
+from conftest import one_line_error
 
 CIFAR_SMALL = dict(train_per_class=3, test_per_class=2, seed=5)
 
 
-def _error(call, *args, **kwargs):
-    """The one-line message of the TinynetError ``call`` raises."""
-    with pytest.raises(TinynetError) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 @pytest.fixture
@@ -82,20 +76,20 @@ def test_a_partial_tiny_imagenet_is_named_and_never_downloaded_over(tiny_copy, t
     w = _wnids(tiny_copy)[1]
     damage(tiny_copy, w)
     before = _tree(tmp_path)
-    message = _error(get_dataset, "tiny-imagenet", data_dir=tmp_path, download=True)
+    message = one_line_error(get_dataset, "tiny-imagenet", data_dir=tmp_path, download=True)
     named = named.format(w=w)
     assert f"the Tiny ImageNet folder {tiny_copy} is INCOMPLETE: {named} is missing (1 missing " \
            f"in all); delete it and re-run to extract or download tiny-imagenet-200.zip again" \
         == message
     # The folder itself as --data-dir: the same report, not a download into it.
-    assert _error(get_dataset, "tiny-imagenet", data_dir=tiny_copy) == message
+    assert one_line_error(get_dataset, "tiny-imagenet", data_dir=tiny_copy) == message
     assert _tree(tmp_path) == before
 
 
 def test_many_missing_files_are_counted_and_the_first_few_named(tiny_copy, no_download):
     w = _wnids(tiny_copy)[0]
     _remove(tiny_copy, f"train/{w}/images", "val/images/val_0.JPEG")
-    message = _error(get_dataset, "tiny-imagenet", data_dir=os.path.dirname(tiny_copy))
+    message = one_line_error(get_dataset, "tiny-imagenet", data_dir=os.path.dirname(tiny_copy))
     assert f"INCOMPLETE: train/{w}/images/{w}_0.JPEG, train/{w}/images/{w}_1.JPEG, " \
            f"train/{w}/images/{w}_2.JPEG and 6 more are missing (9 missing in all)" in message
 
@@ -106,7 +100,7 @@ def test_an_archive_beside_a_partial_folder_is_not_extracted_over_it(tiny_copy, 
         z.writestr(f"{tiny_imagenet.FOLDER}/wnids.txt", "n1\n")
     _remove(tiny_copy, "wnids.txt")
     before = _tree(tmp_path)
-    message = _error(tiny_imagenet.prepare, str(tmp_path), allow_download=False,
+    message = one_line_error(tiny_imagenet.prepare, str(tmp_path), allow_download=False,
                      md5=tiny_imagenet.md5sum(str(archive)))
     assert "INCOMPLETE: wnids.txt is missing" in message and _tree(tmp_path) == before
 
@@ -116,13 +110,13 @@ def test_a_dataset_folder_under_another_name_is_recognised_when_partial(tiny_cop
     other = str(tmp_path / "my-tiny")
     os.rename(tiny_copy, other)
     _remove(other, "wnids.txt")
-    assert "INCOMPLETE: wnids.txt is missing" in _error(tiny_imagenet.prepare, other)
+    assert "INCOMPLETE: wnids.txt is missing" in one_line_error(tiny_imagenet.prepare, other)
     assert not os.path.exists(os.path.join(other, tiny_imagenet.FOLDER))
 
 
 def test_an_empty_dataset_folder_counts_as_absent(tmp_path):
     os.mkdir(tmp_path / tiny_imagenet.FOLDER)
-    assert "no Tiny ImageNet in" in _error(tiny_imagenet.prepare, str(tmp_path),
+    assert "no Tiny ImageNet in" in one_line_error(tiny_imagenet.prepare, str(tmp_path),
                                            allow_download=False)
 
 
@@ -131,7 +125,7 @@ def test_a_partial_generated_twin_is_made_again_not_patched(small_root, tmp_path
     spec = dict(num_classes=3, train_per_class=2, val_per_class=1, test_images=1, seed=1)
     get_dataset("synthetic-tiny-imagenet", data_dir=root, **spec)
     _remove(root, "val/images/val_1.JPEG")
-    message = _error(get_dataset, "synthetic-tiny-imagenet", data_dir=root, **spec)
+    message = one_line_error(get_dataset, "synthetic-tiny-imagenet", data_dir=root, **spec)
     assert "val/images/val_1.JPEG is missing" in message
     assert message.endswith("delete it and re-run to generate it again")
 
@@ -142,7 +136,7 @@ def test_a_partial_generated_twin_is_made_again_not_patched(small_root, tmp_path
 def test_an_empty_index_file_is_named(tiny_copy, name, text):
     with open(os.path.join(tiny_copy, name), "w") as f:
         f.write(text)
-    message = _error(tiny_imagenet.load_index, tiny_copy)
+    message = one_line_error(tiny_imagenet.load_index, tiny_copy)
     assert message.startswith(f"{os.path.join(tiny_copy, name)} is empty: it should hold")
     assert "extract it again from tiny-imagenet-200.zip" in message
 
@@ -152,7 +146,7 @@ def test_a_class_listed_twice_is_named(tiny_copy):
     lines = open(path).read().split()
     with open(path, "w") as f:
         f.write("\n".join(lines + [lines[1]]) + "\n")
-    message = _error(tiny_imagenet.load_index, tiny_copy)
+    message = one_line_error(tiny_imagenet.load_index, tiny_copy)
     assert f"{path} lists class {lines[1]} twice (lines 2 and {len(lines) + 1})" in message
 
 
@@ -160,7 +154,7 @@ def test_a_wnids_file_that_is_not_text_is_named(tiny_copy):
     path = os.path.join(tiny_copy, "wnids.txt")
     with open(path, "wb") as f:
         f.write(b"\xff\xfe\x00n\x00")
-    assert f"{path} is not UTF-8 text" in _error(tiny_imagenet.load_index, tiny_copy)
+    assert f"{path} is not UTF-8 text" in one_line_error(tiny_imagenet.load_index, tiny_copy)
 
 
 def test_windows_line_ends_a_byte_order_mark_and_trailing_blank_lines_are_read(tiny_copy):
@@ -193,13 +187,13 @@ def test_a_partial_cifar_folder_is_named_and_never_downloaded_over(tmp_path, nam
     with open(tmp_path / spec.archive, "wb") as f:  # an archive beside it is not used either
         f.write(b"not extracted")
     before = _tree(tmp_path)
-    message = _error(get_dataset, name, data_dir=tmp_path, download=True)
+    message = one_line_error(get_dataset, name, data_dir=tmp_path, download=True)
     shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
     verb = "is" if len(removed) == 1 else "are"
     assert (f"the {spec.title} folder {root} is INCOMPLETE: {shown} {verb} missing "
             f"({len(removed)} missing in all); delete it and re-run to extract or download "
             f"{spec.archive} again") == message
-    assert _error(cifar.prepare, root, name) == message
+    assert one_line_error(cifar.prepare, root, name) == message
     assert _tree(tmp_path) == before
 
 
@@ -207,7 +201,7 @@ def test_a_partial_generated_cifar_twin_is_made_again(tmp_path):
     root = str(tmp_path / "syn")
     get_dataset("synthetic-cifar100", data_dir=root, num_classes=5, **CIFAR_SMALL)
     _remove(root, "test")
-    message = _error(get_dataset, "synthetic-cifar100", data_dir=root, num_classes=5,
+    message = one_line_error(get_dataset, "synthetic-cifar100", data_dir=root, num_classes=5,
                      **CIFAR_SMALL)
     assert "INCOMPLETE: test is missing" in message
     assert message.endswith("delete it and re-run to generate it again")
@@ -219,7 +213,7 @@ def test_a_partial_generated_cifar_twin_is_made_again(tmp_path):
 def test_a_data_dir_that_is_a_file_says_so(tmp_path, name, no_download):
     path = tmp_path / "data.zip"
     path.write_bytes(b"PK")
-    message = _error(get_dataset, name, data_dir=path)
+    message = one_line_error(get_dataset, name, data_dir=path)
     assert message.startswith(f"the data folder {path} is a file, not a folder: pass the folder")
     assert message.endswith("as --data-dir") and path.read_bytes() == b"PK"
 

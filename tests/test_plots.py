@@ -1,7 +1,6 @@
 """Training-curve stage marks that say what changed, readable for many stages, and integer
 class axes in the error analysis."""
 import dataclasses
-import importlib.util
 import os
 
 import numpy as np
@@ -12,8 +11,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tinynet.plots import plot_history, stage_labels
 
 from test_protocol import load_script
+from conftest import load_file
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +122,7 @@ def test_epoch_axis_has_integer_ticks(model2, tmp_path):
 
 
 def _error_analysis():
-    spec = importlib.util.spec_from_file_location(
-        "error_analysis", os.path.join(REPO, "tools", "error_analysis.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("tools", "error_analysis")
 
 
 @pytest.mark.parametrize("k", [3, 7])  # (3 classes: matplotlib's default ticks at 0.5 steps)

@@ -4,7 +4,6 @@ A quick run is 72 (Model 2) or 168 (Model 1) steps: at momentum 0.99 its moving 
 still held 49% / 18% of their initial variance 1, and the demos validated near chance while
 training accuracy rose (issue 12).
 """
-import importlib.util
 import os
 
 import keras
@@ -12,15 +11,12 @@ import pytest
 
 from tinynet.models import get_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_file
+
 
 
 def _load_script(name):
-    spec = importlib.util.spec_from_file_location(
-        f"quick_bn_{name}", os.path.join(REPO, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("experiments", name, "quick_bn")
 
 
 def _bn_momenta(model):
