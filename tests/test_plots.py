@@ -1,7 +1,6 @@
 """Training-curve stage marks that say what changed, readable for many stages, and integer
 class axes in the error analysis."""
 import dataclasses
-import os
 
 import numpy as np
 import pandas as pd

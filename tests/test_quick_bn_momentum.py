@@ -4,7 +4,6 @@ A quick run is 72 (Model 2) or 168 (Model 1) steps: at momentum 0.99 its moving 
 still held 49% / 18% of their initial variance 1, and the demos validated near chance while
 training accuracy rose (issue 12).
 """
-import os
 
 import keras
 import pytest
