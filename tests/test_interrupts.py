@@ -51,26 +51,30 @@ def interrupt(cmd, delay=None, at_write=None):
 
 @pytest.mark.slow
 def test_ctrl_c_at_any_moment_says_how_to_resume_and_resumes(tmp_path):
-    data_dir, run_dir = tmp_path / "data", tmp_path / "run"
+    data_dir, runs = tmp_path / "data", 0
+    run_dir = tmp_path / "run0"
     cmd = command(data_dir, run_dir)
     rng = random.Random(12)
     # start-up (imports, data generation, model build), then anywhere, then inside writes
     moments = [dict(delay=1.0), dict(delay=2.5), dict(at_write="checkpoints/"),
-               *[dict(delay=rng.uniform(3.0, 14.0)) for _ in range(2)],
+               *[dict(delay=rng.uniform(3.0, 9.0)) for _ in range(2)],
                dict(at_write=".keras")]
-    outcomes = []
     for moment in moments:
-        code, stderr = interrupt(cmd, **moment)
-        outcomes.append((moment, code))
-        if code == 0:  # the run finished before the signal: nothing to interrupt
-            break
+        for _ in range(3):
+            code, stderr = interrupt(cmd, **moment)
+            if code != 0:
+                break
+            # the run finished before the signal (a fast machine, a late moment): the chain
+            # goes on in a new run directory, so that every moment interrupts a run
+            runs += 1
+            run_dir = tmp_path / f"run{runs}"
+            cmd = command(data_dir, run_dir)
         tail = [line for line in stderr.splitlines() if line.strip()]
         assert code == 128 + signal.SIGINT, (moment, stderr[-3000:])
         assert tail[-1] == RESUME_LINE, (moment, stderr[-3000:])
         assert "Traceback" not in stderr and "SystemError" not in stderr, (moment, stderr)
         for path in list_checkpoints(str(run_dir)):
             read_checkpoint(path)  # raises if a checkpoint on disk is unreadable
-    assert sum(code == 130 for _, code in outcomes) >= 5, outcomes
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(run_dir / "history.csv") as f:

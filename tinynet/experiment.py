@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-from tinynet.errors import Preempted, TinynetError, clear_interrupts, note_interrupt
+from tinynet.errors import (Preempted, TinynetError, clear_interrupts, interrupt_requested,
+                            note_interrupt)
 
 
 class WorkerDone(Exception):
@@ -464,10 +465,7 @@ def run_cli(main, argv=None):
     if argv is None:  # a command line's own process (tests call main in-process with argv)
         from tinynet.quiet import quiet_tensorflow
         quiet_tensorflow("--verbose" in sys.argv[1:])
-    interrupted = []
-
     def on_sigint(signum, frame):
-        interrupted.append(signum)
         note_interrupt(signum)
         raise KeyboardInterrupt
 
@@ -479,7 +477,7 @@ def run_cli(main, argv=None):
         pass
     try:
         main(argv)
-        if interrupted:  # its KeyboardInterrupt was swallowed, and the work went on to its end
+        if interrupt_requested():  # its KeyboardInterrupt was swallowed, and the work went on to its end
             raise KeyboardInterrupt
     except WorkerDone:
         print("this worker is done; the chief writes the run directory", flush=True)
@@ -488,7 +486,7 @@ def run_cli(main, argv=None):
     except SystemExit:
         raise
     except BaseException as e:
-        if interrupted or isinstance(e, KeyboardInterrupt):
+        if interrupt_requested() or isinstance(e, KeyboardInterrupt):
             _ignore_sigint()
             print(RESUME_LINE, file=sys.stderr, flush=True)
             sys.exit(128 + signal.SIGINT)
@@ -503,7 +501,7 @@ def run_cli(main, argv=None):
             # the command's process ends now: a Ctrl-C during TensorFlow's teardown would only
             # turn a finished run's status 0 into a bare "killed by SIGINT"
             _ignore_sigint()
-        elif handler is not None and not interrupted:
+        elif handler is not None and not interrupt_requested():
             try:
                 signal.signal(signal.SIGINT, handler)
             except (ValueError, TypeError):

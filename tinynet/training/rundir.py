@@ -15,10 +15,12 @@ leaves each file either in its previous or in its new complete version.
 """
 import io as _io
 import json
+import math
 import os
 import tempfile
 import uuid
 
+import numpy as np
 import pandas as pd
 
 from tinynet import io as tio
@@ -180,9 +182,14 @@ class RunDirectory:
         return checkpoint.load_stage_best(self.path, model, stage_index)
 
 
+def variable_bytes(variables):
+    """The bytes of ``variables`` from their shapes and dtypes (no copy off the device)."""
+    return sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+
+
 def model_bytes(model):
     """The bytes of a model's variables: about what its .keras file and each checkpoint hold."""
-    return sum(int(v.numpy().nbytes) for v in model.variables)
+    return variable_bytes(model.variables)
 
 
 def _reason(e):

@@ -305,13 +305,13 @@ def _check_free_space(rd, model, run_dir):
     """Refuses to start where the disk cannot hold the next epoch's files: a new checkpoint
     (written beside the two kept) and the best and final models. A disk that fills later is
     reported by the write that meets it (``tinynet.io.DiskFull``), the previous files intact."""
-    from tinynet.training.rundir import model_bytes
+    from tinynet.training.rundir import model_bytes, variable_bytes
 
     free = tio.free_bytes(rd.path)
     if free is None:
         return
     weights = model_bytes(model)
-    ckpt = weights + sum(int(v.numpy().nbytes) for v in model.optimizer.variables)
+    ckpt = weights + variable_bytes(model.optimizer.variables)
     need = ckpt + 2 * weights
     if free < need:
         raise TinynetError(f"not enough space for {run_dir}: {tio.format_bytes(free)} free, a "
