@@ -43,8 +43,8 @@ def quick_data_dir(tmp_path_factory):
 
 
 def load_file(folder, name, prefix="script"):
-    """``<folder>/<name>.py`` (experiments/, tools/) imported as a module, without running its
-    command line."""
+    """``<folder>/<name>.py`` (a tool in tools/) imported as a module, without running its
+    command line. A paper's module is ``tinynet.papers.get_paper(name)``."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"{prefix}_{name}",

@@ -209,40 +209,27 @@ def test_gpu_benchmark_on_jax_without_tensorflow(runs):
     assert "TENSORFLOW_IMPORTED: False" in log, log
 
 
-def _load_experiment(name):
-    spec = importlib.util.spec_from_file_location(f"_exp_{name}",
-                                                  os.path.join(REPO, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_gpu_benchmark_protocols_match_the_experiments():
-    """The images per protocol that ``benchmark.py gpu`` projects with are the experiments'."""
+def test_gpu_benchmark_projects_the_papers_protocols():
+    """``benchmark.py gpu`` projects a whole protocol from ``tinynet.papers``' own protocols on
+    the real data sizes: the images each paper's protocol trains on, as the papers state them."""
     sys.path.insert(0, os.path.join(REPO, "tools"))
     try:
         import benchmark
     finally:
         sys.path.pop(0)
-    models = benchmark.GPU_MODELS
-    m1 = _load_experiment("densenet_model1").PROGRESSIVE
-    assert models["densenet_model1"][2] == [
-        (s.epochs * s.steps_per_epoch * s.batch_size, s.resolution) for s in m1.stages]
-    m2 = _load_experiment("densenet_model2")
-    assert sum(p[0] for p in m2.PHASES) == 108
-    assert models["densenet_model2"][:3] == (
-        m2.BATCH, 64, [(108 * (100_000 // m2.BATCH) * m2.BATCH, 64)])
-    rn = _load_experiment("resnet_tiny_imagenet")
-    final = sum(epochs for epochs, _ in rn.VARIANTS["final"][2]) * rn.STEPS * rn.BATCH
-    for name in ("resnet18", "resnet34", "resnet50"):
-        assert models[name][:3] == (rn.BATCH, 64, [(final, 64)])
-        assert benchmark.GPU_MODEL_KWARGS[name]["stochastic_depth"] == rn.VARIANTS["final"][1]
-    nyu = _load_experiment("cifar_resnet_design")
-    per_epoch = (50_000 - nyu.VAL_SPLIT) // nyu.BATCH * nyu.BATCH
-    assert models[nyu.MODEL][:3] == (nyu.BATCH, 32, [(2 * nyu.EPOCHS * per_epoch, 32)])
-    mr = _load_experiment("multi_resnet_cifar")
-    assert models["multi_resnet200_k5"][:3] == (
-        mr.BATCH, 32, [(mr.EPOCHS * (50_000 // mr.BATCH) * mr.BATCH, 32)])
+    images = {name: sum(n for n, _ in spec[2]) for name, spec in benchmark.GPU_MODELS.items()}
+    # Model 1: 245 epochs of 200 batches (15 + 10 epochs at batch 256, the rest at 64)
+    assert images["densenet_model1"] == (15 + 10) * 200 * 256 + (30 + 15 + 175) * 200 * 64
+    assert len(benchmark.GPU_MODELS["densenet_model1"][2]) == 245
+    assert images["densenet_model2"] == 108 * (100_000 // 128) * 128  # 108 epochs of 781
+    for name in ("resnet18", "resnet34", "resnet50"):  # seed 001's final: 70k iterations of 100
+        assert images[name] == 70_000 * 100 and benchmark.GPU_MODELS[name][:2] == (100, 64)
+        assert benchmark.GPU_MODEL_KWARGS[name]["stochastic_depth"] == 0.5
+    assert images["nyu_resnet24"] == 2 * 200 * (45_000 // 128) * 128  # 200 + 200 epochs
+    assert images["multi_resnet200_k5"] == 164 * (50_000 // 128) * 128
+    assert benchmark.GPU_MODELS["multi_resnet200_k5"][:2] == (128, 32)
+    assert benchmark.DENRESNET_BATCH == {"resnet18": 128, "resnet34": 64, "resnet50": 64,
+                                         "resnet101": 24, "resnet152": 24, "densenet121": 24}
 
 
 @pytest.mark.slow

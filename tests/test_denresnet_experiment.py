@@ -1,19 +1,16 @@
-"""experiments/denresnet.py: the paper's per-backbone schedule as data, the two-phase option,
+"""tinynet.papers.denresnet: the paper's per-backbone schedule as data, the two-phase option,
 ``--quick`` end to end on generated Tiny ImageNet without a download, freezing that really
 freezes, and a two-phase run killed inside an epoch of its second phase that resumes
 bit-identically."""
 import json
-import os
 import signal
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, run_script, run_script_and_kill_at
+from tinynet.papers import denresnet
 
-sys.path.insert(0, os.path.join(REPO, "experiments"))
-import denresnet  # noqa: E402
+from conftest import run_script, run_script_and_kill_at
 
 SCRIPT = "denresnet.py"
 

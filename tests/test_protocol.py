@@ -1,7 +1,5 @@
 """The Model 1 notebook protocol as data (protocols.md), and how flags rescale it."""
-import importlib.util
 import math
-import os
 
 import pytest
 
@@ -9,14 +7,12 @@ from tinynet.errors import TinynetError
 from tinynet.training.lr import Plateau
 from tinynet.training.protocol import Protocol
 
-from conftest import REPO
-
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "experiments", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The paper's module (``tinynet.papers``)."""
+    from tinynet.papers import get_paper
+
+    return get_paper(name)
 
 
 @pytest.fixture(scope="module")

@@ -1,21 +1,18 @@
 """The DenseNet --quick demos use BatchNormalization momentum 0.9; the paper's runs keep 0.99.
 
 A quick run is 72 (Model 2) or 168 (Model 1) steps: at momentum 0.99 its moving statistics
-still held 49% / 18% of their initial variance 1, and the demos validated near chance while
-training accuracy rose (issue 12).
+would still hold 49% / 18% of their initial variance 1, and the demos would validate near chance
+while training accuracy rises.
 """
-
 import keras
 import pytest
 
 from tinynet.models import get_model
-
-from conftest import load_file
-
+from tinynet.papers import get_paper
 
 
 def _load_script(name):
-    return load_file("experiments", name, "quick_bn")
+    return get_paper(name)
 
 
 def _bn_momenta(model):

@@ -26,6 +26,19 @@ class DryRunDone(Exception):
     checked; ``run_cli`` ends the process with status 0, skipping what follows training."""
 
 
+def program_name(experiment):
+    """What a paper's command line calls itself in messages: ``<experiment>.py`` when it runs
+    as ``python experiments/<experiment>.py``, else ``tinynet <experiment>``."""
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return script if script == f"{experiment}.py" else f"tinynet {experiment}"
+
+
+def command_line():
+    """This process's command as typed, after the interpreter (``experiments/x.py --quick``,
+    ``-m tinynet x --quick``): what config.json records and a re-execution repeats."""
+    return list(getattr(sys, "orig_argv", [sys.executable] + sys.argv)[1:])
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad argument is reported on one line instead of usage + error, and flags
     must be spelled out (no prefix abbreviations: ``--determ`` is not ``--deterministic``)."""

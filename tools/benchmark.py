@@ -49,10 +49,8 @@ import re
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tinynet.evaluation.tables import markdown_table  # noqa: E402
-from tinynet.experiment import OneLineParser, positive_float, positive_int, run_cli  # noqa: E402
+from tinynet.evaluation.tables import markdown_table
+from tinynet.experiment import OneLineParser, positive_float, positive_int, run_cli
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "benchmarks.md")
@@ -433,10 +431,15 @@ def cmd_parallel(args):
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
-# seed 000's batch size and epochs per backbone (experiments/denresnet.py SCHEDULE)
-DENRESNET_BATCH = {"resnet18": 128, "resnet34": 64, "resnet50": 64, "resnet101": 24,
-                   "resnet152": 24, "densenet121": 24}
-TINY_IMAGENET_TRAIN = 100_000
+def _denresnet_batches():
+    """seed 000's batch size per backbone (``tinynet.papers.denresnet.SCHEDULE``)."""
+    from tinynet.papers import get_paper
+
+    return {backbone: batch for backbone, (batch, _) in get_paper("denresnet").SCHEDULE.items()
+            if not backbone.endswith("v2")}
+
+
+DENRESNET_BATCH = _denresnet_batches()
 
 
 def cmd_transfer(args):
@@ -518,32 +521,55 @@ def accelerator_names(backend):
     return [], backend
 
 
-# The protocols' training images, from experiments/*.py (tests/test_backends.py checks these
-# against the modules): model -> (paper's batch, px, [(images, px), ...] of the whole protocol,
-# what the protocol is). Images at another resolution than the measured one are counted at
-# the ratio of their pixel counts (the work of a convolutional net scales with the pixels).
-GPU_MODELS = {
-    # experiments/densenet_model1.py PROGRESSIVE: 245 epochs of 200 batches
-    "densenet_model1": (64, 64, [(15 * 200 * 256, 32), (30 * 200 * 64, 64), (10 * 200 * 256, 16),
-                                 (15 * 200 * 64, 64), (175 * 200 * 64, 64)],
-                        "progressive resizing, 245 epochs of 200 batches (32/64/16/64/64 px)"),
-    # experiments/densenet_model2.py: 6 phases, 108 epochs of 100,000 // 128 = 781 batches
-    "densenet_model2": (128, 64, [(108 * 781 * 128, 64)], "108 epochs x 781 batches of 128"),
-    # experiments/resnet_tiny_imagenet.py "final": 40k + 20k + 10k iterations of batch 100
-    "resnet18": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
-    "resnet34": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
-    "resnet50": (100, 64, [(70 * 1000 * 100, 64)], "70k iterations of 100 (seed 001's final)"),
-    # experiments/cifar_resnet_design.py: 200 + 200 epochs of 45,000 // 128 = 351 batches
-    "nyu_resnet24": (128, 32, [(400 * 351 * 128, 32)], "200 + 200 epochs x 351 batches of 128"),
-    # experiments/multi_resnet_cifar.py: 164 epochs of 50,000 // 128 = 390 batches
-    "multi_resnet200_k5": (128, 32, [(164 * 390 * 128, 32)], "164 epochs x 390 batches of 128"),
-}
-# builder arguments as the experiments build them (seed 001: block e, stochastic depth 0.5)
-GPU_MODEL_KWARGS = {
-    "resnet18": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
-    "resnet34": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
-    "resnet50": dict(variant="e", stochastic_depth=0.5, seed=0, weight_decay=1e-4),
-}
+TINY_IMAGENET_TRAIN, CIFAR_TRAIN = 100_000, 50_000
+
+
+def _workload(protocol, num_train, what, runs=1):
+    """``(the batch and px of the protocol's last stage, [(images, px)] of every epoch, what it
+    is)`` for ``runs`` runs of ``protocol`` on ``num_train`` training images."""
+    epochs = [(p.steps * protocol.stages[p.stage_index].batch_size,
+               protocol.stages[p.stage_index].resolution)
+              for p in protocol.epoch_plan(num_train)] * runs
+    resolutions = "/".join(dict.fromkeys(str(s.resolution) for s in protocol.stages))
+    last = protocol.stages[-1]
+    return (last.batch_size, last.resolution, epochs,
+            f"{what}: {len(epochs)} epochs, {sum(n for n, _ in epochs):,} images at "
+            f"{resolutions} px")
+
+
+def gpu_models():
+    """model -> (the paper's batch, px, [(images, px)] of the whole protocol, what the protocol
+    is), from the papers' protocols (``tinynet.papers``) on the real training-set sizes.
+    Images at another resolution than the measured one are counted at the ratio of their pixel
+    counts (the work of a convolutional net scales with the pixels)."""
+    from tinynet.papers import get_paper
+
+    m1, m2, rn, nyu, mr = (get_paper(name) for name in (
+        "densenet_model1", "densenet_model2", "resnet_tiny_imagenet", "cifar_resnet_design",
+        "multi_resnet_cifar"))
+    final = _workload(rn.protocol("final"), TINY_IMAGENET_TRAIN, "seed 001's final")
+    return {
+        "densenet_model1": _workload(m1.PROTOCOLS["progressive"], TINY_IMAGENET_TRAIN,
+                                     "progressive resizing"),
+        "densenet_model2": _workload(m2.protocol(), TINY_IMAGENET_TRAIN, "six cyclic phases"),
+        "resnet18": final, "resnet34": final, "resnet50": final,
+        nyu.MODEL: _workload(nyu.protocol(), CIFAR_TRAIN - nyu.VAL_SPLIT,
+                             "200 epochs, then 200 more", runs=2),
+        "multi_resnet200_k5": _workload(mr.protocol("cifar10"), CIFAR_TRAIN, "the code's"),
+    }
+
+
+def _resnet_kwargs():
+    """Builder arguments as seed 001's final variant builds its ResNets."""
+    from tinynet.papers import get_paper
+
+    rn = get_paper("resnet_tiny_imagenet")
+    return dict(variant="e", stochastic_depth=rn.VARIANTS["final"][1], seed=0,
+                weight_decay=rn.WEIGHT_DECAY)
+
+
+GPU_MODELS = gpu_models()
+GPU_MODEL_KWARGS = {name: _resnet_kwargs() for name in ("resnet18", "resnet34", "resnet50")}
 GPU_CLASSES = {"nyu_resnet24": 10, "multi_resnet200_k5": 10}  # the others: Tiny ImageNet's 200
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 

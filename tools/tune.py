@@ -8,11 +8,12 @@ two-phase ``--head-fraction``), each trial a shortened run of the script.
     python tools/tune.py multi_resnet_cifar --quick          # two tiny trials, under a minute
 
 DenResNet's authors tried Bayesian optimisation of their hyperparameters ("various packages",
-gains marginal) without stating the search space (protocols.md); this tool makes the search a
-reproducible, resumable command with its space on the command line.
+gains marginal) without stating the search space (docs/protocols.md, DenResNet); this tool
+makes the search a reproducible, resumable command with its space on the command line.
 
-A trial runs ``experiments/EXPERIMENT.py`` (or any script path taking the common flags of
-``tinynet.experiment``) as a subprocess with its own run directory STUDY_DIR/trial-<number>,
+A trial runs paper EXPERIMENT of ``tinynet.papers`` as ``python -m tinynet EXPERIMENT`` (or
+any script path taking the common flags of ``tinynet.experiment``) as a subprocess with its own
+run directory STUDY_DIR/trial-<number>,
 the protocol shortened by ``--epochs-scale`` (default 0.1), ``--seed`` (the same for every
 trial, so trials differ only in their hyperparameters), the sampled flags and the ARGS after
 ``--``. Its stdout and stderr go to STUDY_DIR/logs/trial-<number>.out/.err (a retry appends to
@@ -84,15 +85,20 @@ import tempfile
 import time
 import warnings
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from tinynet.errors import TinynetError
+from tinynet.experiment import (OneLineParser, positive_float, positive_int, random_seed,
+                                run_cli)
+from tinynet.papers import get_paper, list_papers
 
-from tinynet.errors import TinynetError  # noqa: E402
-from tinynet.experiment import (OneLineParser, positive_float, positive_int,  # noqa: E402
-                                random_seed, run_cli)
 
-EXPERIMENTS = os.path.join(REPO, "experiments")
-HEAD_FRACTION_EXPERIMENT = "denresnet"  # the script with --two-phase --head-fraction F
+def _papers_searching(option):
+    """The papers whose module lists ``option`` in its ``SEARCH`` (the searches their authors
+    made, as data: DenResNet's authors tuned their fine-tuning by Bayesian optimisation)."""
+    return [name for name in list_papers() if option in getattr(get_paper(name), "SEARCH", {})]
+
+
+DEFAULT_EXPERIMENT = _papers_searching("default")[0]  # seed 000: the search its authors made
+HEAD_FRACTION_EXPERIMENTS = _papers_searching("head_fraction")  # --two-phase --head-fraction F
 DEFAULT_EPOCHS_SCALE = 0.1
 QUICK_EPOCHS_SCALE, QUICK_STEPS, QUICK_TRIALS = 0.01, 2, 2
 STOP_WAIT_S = 120  # how long a stopped run may take to checkpoint before it is killed
@@ -155,22 +161,18 @@ def _batch_sizes(text):
     return sizes
 
 
-def list_experiments():
-    return sorted(f[:-3] for f in os.listdir(EXPERIMENTS)
-                  if f.endswith(".py") and not f.startswith("_"))
-
-
 def resolve_experiment(text):
-    """``(name, script path)`` of a script in experiments/ (``resnet_tiny_imagenet``,
-    ``experiments/resnet_tiny_imagenet.py``) or of a script path."""
+    """``(name, command)``: a paper of ``tinynet.papers`` (``resnet_tiny_imagenet``, or its
+    entry point ``experiments/resnet_tiny_imagenet.py``) runs as ``python -m tinynet NAME``,
+    which needs no clone; any other existing script path runs as itself."""
     name = os.path.splitext(os.path.basename(text))[0]
-    candidates = [os.path.join(EXPERIMENTS, name + ".py")]
-    if text.endswith(".py"):
-        candidates.insert(0, os.path.abspath(text))
-    for path in candidates:
-        if os.path.isfile(path):
-            return name, path
-    raise TinynetError(f"unknown experiment {text!r}; known: {', '.join(list_experiments())} "
+    if text.endswith(".py") and os.path.isfile(text) and (
+            name not in list_papers() or os.path.basename(os.path.dirname(
+                os.path.abspath(text))) != "experiments"):
+        return name, [sys.executable, os.path.abspath(text)]
+    if name in list_papers():
+        return name, [sys.executable, "-m", "tinynet", name]
+    raise TinynetError(f"unknown experiment {text!r}; known: {', '.join(list_papers())} "
                        f"(or the path of a script that takes tinynet.experiment's flags)")
 
 
@@ -187,10 +189,10 @@ def parse_args(argv):
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            usage="%(prog)s [EXPERIMENT] [options] [-- ARGS...]")
     parser.add_argument("experiment", metavar="EXPERIMENT", nargs="?",
-                        default=HEAD_FRACTION_EXPERIMENT,
-                        help="a script in experiments/ (resnet_tiny_imagenet or "
+                        default=DEFAULT_EXPERIMENT,
+                        help="a paper of tinynet.papers (resnet_tiny_imagenet, or "
                              "experiments/resnet_tiny_imagenet.py) or a script path (default "
-                             f"{HEAD_FRACTION_EXPERIMENT}, seed 000's search)")
+                             f"{DEFAULT_EXPERIMENT}, seed 000's search)")
     parser.add_argument("--trials", type=positive_int, default=None,
                         help=f"COMPLETE trials in the study when the search stops (default 20; "
                              f"{QUICK_TRIALS} with --quick); re-run with more to continue")
@@ -219,7 +221,8 @@ def parse_args(argv):
                         help="--batch-size, categorical, e.g. 32,64,128 (default: not searched)")
     parser.add_argument("--head-fraction-range", type=_range(0, 1, "a head fraction range"),
                         default=None, metavar="LO,HI",
-                        help=f"{HEAD_FRACTION_EXPERIMENT} only: --two-phase --head-fraction F, "
+                        help=f"{', '.join(HEAD_FRACTION_EXPERIMENTS)} only: --two-phase "
+                             f"--head-fraction F, "
                              f"uniform (default: not searched)")
     parser.add_argument("--heartbeat", type=positive_int, default=60, metavar="SECONDS",
                         help="a running trial's heartbeat; one silent for twice this is "
@@ -233,16 +236,17 @@ def parse_args(argv):
     own, passthrough = split_passthrough(list(argv))
     args = parser.parse_args(own)
     args.passthrough = passthrough
-    args.name, args.script = resolve_experiment(args.experiment)
+    args.name, args.command = resolve_experiment(args.experiment)
     for arg in passthrough:
         flag = arg.split("=", 1)[0]
         if flag in CONTROLLED or (args.head_fraction_range and flag in (
                 "--two-phase", "--head-fraction")):
             raise TinynetError(f"{flag} after -- is set by the tuner on every trial; use the "
                                f"tuner's own option instead (see --help)")
-    if args.head_fraction_range and args.name != HEAD_FRACTION_EXPERIMENT:
-        raise TinynetError(f"--head-fraction-range applies to the {HEAD_FRACTION_EXPERIMENT} "
-                           f"experiment (its --two-phase --head-fraction), not {args.name!r}")
+    if args.head_fraction_range and args.name not in HEAD_FRACTION_EXPERIMENTS:
+        raise TinynetError(f"--head-fraction-range applies to the "
+                           f"{', '.join(HEAD_FRACTION_EXPERIMENTS)} experiment (its --two-phase "
+                           f"--head-fraction), not {args.name!r}")
     suffix = "-quick" if args.quick else ""
     args.trials = args.trials or (QUICK_TRIALS if args.quick else 20)
     args.epochs_scale = args.epochs_scale or (
@@ -354,13 +358,13 @@ def suggest(trial, args):
         flags += ["--batch-size", str(params["batch_size"])]
     if args.head_fraction_range:
         params["head_fraction"] = trial.suggest_float("head_fraction", *args.head_fraction_range)
-        flags += ["--two-phase", "--head-fraction", repr(params["head_fraction"])]
+        flags += [*get_paper(args.name).SEARCH["head_fraction"], repr(params["head_fraction"])]
     return params, flags
 
 
 def trial_command(args, run_dir, flags):
-    command = [sys.executable, args.script, "--run-dir", run_dir, "--seed", str(args.seed),
-               "--epochs-scale", repr(args.epochs_scale)]
+    command = list(args.command) + ["--run-dir", run_dir, "--seed", str(args.seed),
+                                    "--epochs-scale", repr(args.epochs_scale)]
     if args.quick:
         command += ["--quick", "--steps-per-epoch", str(QUICK_STEPS)]
     return command + flags + list(args.passthrough)
@@ -673,8 +677,8 @@ def dry_run(args):
     print(f"search {args.study_name}: {args.trials} complete trials of {args.name} in "
           f"{args.study_dir}; {json.dumps(search_config(args))}", flush=True)
     command = trial_command(args, os.path.join(args.study_dir, "trial-0"), [])
-    print("first trial: " + shlex.join(["python", os.path.relpath(args.script)] + command[2:]),
-          flush=True)
+    shown = command[1:] if command[1] == "-m" else [os.path.relpath(command[1])] + command[2:]
+    print("first trial: " + shlex.join(["python"] + shown), flush=True)
     proc = subprocess.run(command + ["--dry-run"], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [l for l in proc.stderr.splitlines() if l.strip()]

@@ -1,6 +1,6 @@
 """Paper vs ours: the figures a paper reports beside the figures a run directory holds.
 
-Each experiment script passes ``paper=paper_record(...)`` to ``run_experiment``; the runner
+Each paper (``tinynet.papers``) passes ``paper=paper_record(...)`` to ``run_experiment``; the runner
 records it in config.json as::
 
     "paper": {"citation": "Abai & Rajmalwar 2019, ...",
@@ -18,16 +18,15 @@ empty). ``ours(run_dir)`` reads our figures from the run's files (history.csv, s
 test_errors.json, test_metrics.json, evaluation.json); ``report_markdown(run_dirs)`` writes the
 docs-ready comparison ``tools/report.py`` prints.
 
-Runs made before the paper entry was recorded (tinynet 0.3) are matched to their experiment by
-the protocol name (``FALLBACK``) and get that script's ``CITATION`` and ``FIGURES``, all marked
-not comparable: which configuration they are for was not recorded.
+Runs made before the paper entry was recorded (tinynet 0.3) are matched to their paper by the
+protocol name (``tinynet.papers.paper_of_protocol``) and get its ``CITATION`` and ``FIGURES``,
+all marked not comparable: which configuration they are for was not recorded.
 
 Nothing here needs TensorFlow: JSON and CSV are read with the standard library (``gs://``
 paths through ``tinynet.io``), and the parameter count comes from the shapes in the saved
 model's weights file (h5py), without building the model.
 """
 import csv
-import importlib.util
 import io as _io
 import json
 import math
@@ -40,12 +39,6 @@ METRICS = tuple(f"{split}_{kind}" for split in ("val", "test", "train")
                 for kind in ("accuracy", "error", "top5_accuracy", "top5_error"))
 AT = ("best", "final")
 NOT_RECORDED = "not recorded: a run made before tinynet 0.3 recorded its paper's figures"
-# protocol-name prefix -> the experiment script (experiments/<name>.py) whose CITATION and
-# FIGURES a run without a recorded "paper" entry is shown beside
-FALLBACK = (("densenet_model1", "densenet_model1"), ("densenet_model2", "densenet_model2"),
-            ("resnet_tiny_imagenet", "resnet_tiny_imagenet"),
-            ("nyu_cifar10", "cifar_resnet_design"), ("multi_resnet", "multi_resnet_cifar"),
-            ("denresnet", "denresnet"))
 _SOURCE_ORDER = {"evaluation.json": 0, "test_errors.json": 1, "test_metrics.json": 1,
                  "history.csv": 2}
 
@@ -313,30 +306,17 @@ def match(paper_figure, our_figures):
 
 
 # -- runs made before the paper entry ----------------------------------------------------------
-def _experiments_dir():
-    import tinynet
-
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(tinynet.__file__))),
-                        "experiments")
-
-
 def fallback_paper(config):
-    """The ``paper`` entry of a run that did not record one: its experiment script (by protocol
-    name, ``FALLBACK``)'s ``CITATION`` and ``FIGURES``, none comparable; None when no script
-    is known or it carries no figures."""
-    name = (config.get("protocol") or {}).get("name") or ""
-    script = next((s for prefix, s in FALLBACK if name.startswith(prefix)), None)
-    path = script and os.path.join(_experiments_dir(), f"{script}.py")
-    if not path or not os.path.exists(path):
+    """The ``paper`` entry of a run that did not record one: the ``CITATION`` and ``FIGURES``
+    of the paper whose protocols carry its protocol's name (``tinynet.papers.paper_of_protocol``),
+    none comparable; None when no paper matches or it carries no figures."""
+    from tinynet.papers import get_paper, paper_of_protocol
+
+    name = paper_of_protocol((config.get("protocol") or {}).get("name"))
+    if name is None:
         return None
-    try:
-        spec = importlib.util.spec_from_file_location(f"_tinynet_report_{script}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        citation, figures = module.CITATION, module.FIGURES
-    except Exception:  # noqa: BLE001 (an older or broken script: report without figures)
-        return None
-    differences = [f"{NOT_RECORDED}; figures from experiments/{script}.py by the protocol "
+    module = get_paper(name)
+    differences = [f"{NOT_RECORDED}; figures from tinynet.papers.{name} by the protocol "
                    f"name, which of them is this run's configuration is unknown"]
     dataset = (config.get("dataset_spec") or {}).get("name") or ""
     if dataset.startswith("synthetic"):
@@ -344,7 +324,8 @@ def fallback_paper(config):
     width = (config.get("model_kwargs") or {}).get("width")
     if width not in (None, 1, 1.0):
         differences.append(f"width {width:g}")
-    return paper_record(citation, [dict(f, comparable=False) for f in figures], differences)
+    return paper_record(module.CITATION, [dict(f, comparable=False) for f in module.FIGURES],
+                        differences)
 
 
 # -- markdown ------------------------------------------------------------------------------------
@@ -386,7 +367,7 @@ def _command(command):
     if not command:
         return None
     argv = [str(a) for a in command]
-    prefix = ["python"] if argv[0].endswith(".py") else []
+    prefix = ["python"] if argv[0].endswith(".py") or argv[0] == "-m" else []
     return " ".join(shlex.quote(a) for a in prefix + argv)
 
 

@@ -19,7 +19,10 @@ def reexec_for_determinism(argv=None):
     """Restarts this process with ``DETERMINISTIC_ENV`` unless it already has it."""
     if any(os.environ.get(k) != v for k, v in DETERMINISTIC_ENV.items()):
         env = dict(os.environ, **DETERMINISTIC_ENV)
-        os.execve(sys.executable, [sys.executable] + list(argv or sys.argv), env)
+        if argv is None:
+            from tinynet.experiment import command_line
+            argv = command_line()  # as typed: -m tinynet PAPER ... as well as a script
+        os.execve(sys.executable, [sys.executable] + list(argv), env)
 
 
 def configure_determinism(seed, deterministic, log=print):

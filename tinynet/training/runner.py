@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 
 import keras
@@ -29,6 +28,7 @@ import tensorflow as tf
 
 import tinynet
 from tinynet import io as tio
+from tinynet.experiment import command_line
 from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (TrainData: the input)
 from tinynet.data.pipeline import eval_dataset
 from tinynet.errors import Preempted, TinynetError
@@ -62,7 +62,7 @@ def provenance():
     return {"versions": {"tinynet": tinynet.__version__, "tensorflow": tf.__version__,
                          "keras": keras.__version__, "numpy": np.__version__,
                          "python": platform.python_version()},
-            "git_commit": git_commit(), "command": sys.argv, "host": platform.node(),
+            "git_commit": git_commit(), "command": command_line(), "host": platform.node(),
             "devices": [d.name for d in tf.config.list_physical_devices()],
             "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
