@@ -1,4 +1,5 @@
-"""CyclicLR against the keras-contrib formula (protocols.md), and across a resume."""
+"""CyclicLR against the keras-contrib formula (docs/protocols.md, section DenseNet Model 1 and
+Model 2 (seed 002), "CyclicLR (keras-contrib)"), and across a resume."""
 import math
 
 import keras

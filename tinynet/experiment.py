@@ -1,6 +1,6 @@
 """The command line shared by every experiment script: flags, data loading, error handling.
 
-Each script in ``experiments/`` states its paper's protocol as data and calls ``main``; this
+Each paper of ``tinynet.papers`` states its protocol as data and calls ``run_experiment``; this
 module turns the common flags into a resolved protocol, a dataset and a run directory. A user
 mistake (``TinynetError``, or a bad flag) ends with one line on stderr and exit status 2.
 """

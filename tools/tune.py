@@ -8,7 +8,7 @@ two-phase ``--head-fraction``), each trial a shortened run of the script.
     python tools/tune.py multi_resnet_cifar --quick          # two tiny trials, under a minute
 
 DenResNet's authors tried Bayesian optimisation of their hyperparameters ("various packages",
-gains marginal) without stating the search space (docs/protocols.md, DenResNet); this tool
+gains marginal) without stating the search space (docs/protocols.md, section DenResNet); this tool
 makes the search a reproducible, resumable command with its space on the command line.
 
 A trial runs paper EXPERIMENT of ``tinynet.papers`` as ``python -m tinynet EXPERIMENT`` (or
@@ -89,6 +89,7 @@ from tinynet.errors import TinynetError
 from tinynet.experiment import (OneLineParser, positive_float, positive_int, random_seed,
                                 run_cli)
 from tinynet.papers import get_paper, list_papers
+from tinynet.run_reader import RunReader
 
 
 def _papers_searching(option):
@@ -432,10 +433,8 @@ def make_objective(args, ran):
             trial.set_user_attr("error", f"exit {status}: {line}" if line else f"exit {status}")
             raise TrialFailed(trial.user_attrs["error"])
         try:
-            with open(os.path.join(run_dir, "state.json")) as f:
-                value = json.load(f)["best_val_accuracy"]
-            value = float(value)
-        except (OSError, ValueError, KeyError, TypeError):
+            value = float(RunReader(run_dir).read_state()["best_val_accuracy"])
+        except (OSError, TinynetError, KeyError, TypeError, ValueError):
             trial.set_user_attr("error", f"no best_val_accuracy in {run_dir}/state.json")
             raise TrialFailed(trial.user_attrs["error"]) from None
         print(f"trial {trial.number}: best val_accuracy {value:.4f} "
@@ -526,9 +525,8 @@ def run_search(args):
 def protocol_values(run_dir):
     """The weight decays and batch sizes the run's resolved protocol trained with."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            protocol = json.load(f)["protocol"]
-    except (OSError, ValueError, KeyError, TypeError):
+        protocol = RunReader(run_dir).read_config()["protocol"]
+    except (OSError, TinynetError, KeyError, TypeError):
         return None, None
     specs = [s["optimizer"] for s in protocol["stages"] if s.get("optimizer")]
     if not protocol["stages"][0].get("optimizer"):

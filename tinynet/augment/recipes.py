@@ -15,12 +15,12 @@ A recipe is a DATA tree (``Recipe.pipeline``), written once and run by every bac
   ``Sequential(children, random_order=False)``: imgaug's containers.
 
 ``to_imgaug(node)`` builds the imgaug augmenter of any node (children first, then the
-container: the very constructor calls, in the same order, as the hand-written factories this
-module had before, so a seed gives bit-identical output -- except where those passed imgaug's
-``ALL`` for ``pad_mode``: DenseNet Model 2's CropAndPad now draws from ``PAD_MODES_ALL``, so
-its stream differs from the old one, which differed per process); ``build_recipe(name)``
-does it for a registered recipe. ``tinynet.augment.native_backend`` runs the same trees with
-TensorFlow ops.
+container: the same constructor calls, in the same order, as a hand-written imgaug pipeline, so
+a seed gives that pipeline's output bit for bit -- except where the pipeline would pass imgaug's
+``ALL`` for ``pad_mode``: DenseNet Model 2's CropAndPad draws from the fixed list
+``PAD_MODES_ALL`` instead, so its stream differs from what imgaug's own ``ALL`` gives, which
+itself differs from process to process); ``build_recipe(name)`` does it for a registered
+recipe. ``tinynet.augment.native_backend`` runs the same trees with TensorFlow ops.
 
 Normalisation (seed 001's global mean subtraction, the
 CIFAR mean/std) is not a recipe's business: it is a pipeline step whose statistics belong to
@@ -34,13 +34,15 @@ and ``native`` (TensorFlow ops on the whole batch).
   0.5-1.5, a rotation by exactly 20 degrees (the original code's ``rotate=20``: in imgaug 0.4 a
   bare number is deterministic, not the +-20 range the paper's prose suggests), coarse
   dropout of up to 20% of the pixels in 5-7%-sized blocks, additive Gaussian noise (sigma
-  0.05 * 255), crop/pad by +-25%. Parameters are the original code's (protocols.md).
-- ``densenet_model2`` (the Model 2 code, protocols.md): a random-order ``Sequential`` of
+  0.05 * 255), crop/pad by +-25%. Parameters are the original code's (docs/protocols.md,
+  section DenseNet Model 1 and Model 2 (seed 002)).
+- ``densenet_model2`` (the Model 2 code; docs/protocols.md, section DenseNet Model 1 and Model 2
+  (seed 002)): a random-order ``Sequential`` of
   Fliplr(0.5), Flipud(0.2) and, each with probability 0.5, GaussianBlur, CropAndPad, Affine,
   CoarseDropout, Multiply and contrast normalisation (``LinearContrast``, imgaug 0.4's name
   for ``ContrastNormalization``), with the original's ranges. The original's ``ALL`` (pad
   and border modes) is built as the explicit lists ``PAD_MODES_ALL`` / ``AFFINE_MODES_ALL``.
-- ``resnet_basic`` (seed 001 section 4.3): horizontal flip with probability 0.5 (the improved
+- ``resnet_basic`` (seed 001 section 5.2): horizontal flip with probability 0.5 (the improved
   protocol adds global mean subtraction in the pipeline).
 - ``resnet_heavy`` (seed 001 section 6): 12 transforms -- "flipping, cropping, scaling,
   shifting and etc." -- of which ``SomeOf((1, 4))`` are applied per image in random order
@@ -69,7 +71,7 @@ ALL = "ALL"  # imgaug's ``ALL`` constant, as written in the data
 
 # imgaug's ``ALL``, written out. imgaug expands most ``ALL``s from fixed lists, but
 # ``CropAndPad``/``Pad``'s ``pad_mode=ALL`` is ``list(<a set of the pad mode names>)``, whose
-# order follows the per-process string hash (PYTHONHASHSEED): the same seed then picked another
+# order follows the per-process string hash (PYTHONHASHSEED): the same seed would pick another
 # pad mode in every process (a preview, a resumed run, each tf.data worker). So ``ALL`` is never
 # handed to imgaug: ``to_imgaug`` passes these lists, and the native backend draws from the
 # same lists in the same order (draw i -> the same value in both backends).
@@ -77,7 +79,7 @@ ALL = "ALL"  # imgaug's ``ALL`` constant, as written in the data
 PAD_MODES_ALL = ("constant", "edge", "linear_ramp", "maximum", "mean", "median", "minimum",
                  "reflect", "symmetric", "wrap")
 # Affine's border modes in imgaug's own order (already a fixed list in imgaug, not a set; kept
-# so that Affine's output for a seed is what it was).
+# so that Affine's output for a seed equals imgaug's own with ``mode=ALL``).
 AFFINE_MODES_ALL = ("constant", "edge", "symmetric", "reflect", "wrap")
 # ``(kind, parameter) -> the explicit value of ALL`` (every parameter named ``pad_mode``
 # shares imgaug's one pad-mode handler). Affine: ``order=ALL`` is [0, 1, 3] for imgaug's
@@ -290,7 +292,7 @@ def densenet_model2():
     ], random_order=True)
 
 
-@register_recipe(paper="seed 001, section 4.3")
+@register_recipe(paper="seed 001, section 5.2")
 def resnet_basic():
     return T("Fliplr", p=0.5)
 

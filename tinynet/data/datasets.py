@@ -194,7 +194,7 @@ def describe_fingerprint_difference(stored, current):
     differs from ``current`` (``TrainData.fingerprint()``), e.g. "the class list differs (200
     classes both; first difference: n01443537 recorded vs n01629819 now, class 3)" or "the
     training labels differ; the sampled validation images differ". None when they match, and
-    when nothing was recorded (``stored`` None: a run from before fingerprints).
+    when nothing was recorded (``stored`` None: a run directory that holds no fingerprint).
     """
     if stored is None:
         return None

@@ -10,7 +10,7 @@ Model 1 (space-to-depth skips, fully convolutional, 17,927,040 parameters at 200
     block 3  conv 32, 128, 256, 512, 1024 -> maxpool; concat[s2d(skip 2), x]
     head     conv 1x1 -> classes (no bias), BN, global average pool, softmax
   Every 3x3 conv has no bias and is followed by BN and ReLU. 59.5% top-1 validation accuracy
-  published after the five-stage progressive-resizing protocol (experiments/densenet_model1.py).
+  published after the five-stage progressive-resizing protocol (tinynet.papers.densenet_model1).
 
 Model 2 (concatenation skips, 64x64 input, 11,822,920 parameters at 200 classes):
     block 1  conv 32                                                      -> skip 1

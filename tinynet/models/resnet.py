@@ -43,7 +43,7 @@ backends, except ``batch_norm="fused"`` (a TensorFlow kernel: a ``TinynetError``
 others). ``data_format="auto"`` asks the running backend whether it sees a GPU (TensorFlow:
 ``tf.config.list_physical_devices``, JAX: ``jax.devices()``, PyTorch: ``torch.cuda``), so it
 needs no TensorFlow on the others. NCHW on CPU: TensorFlow's CPU convolutions do not support
-it (its own error at the first step, as before); JAX and PyTorch run it.
+it (TensorFlow raises its own error at the first step); JAX and PyTorch run it.
 """
 import keras
 from keras import layers

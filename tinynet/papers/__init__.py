@@ -14,9 +14,10 @@ Each module holds, as data: ``CITATION`` and ``FIGURES`` (the published figures,
 function of the paper's options), ``QUICK`` (the ``--quick`` preset), ``TITLE`` (one line),
 ``EXPERIMENT`` (its name, also the default run directory ``runs/<EXPERIMENT>``) and
 ``PROTOCOL_PREFIX`` (the start of every protocol name it makes, which identifies its runs),
-``SEARCH`` where the authors searched hyperparameters (``tools/tune.py``); and, as code, ``parse_args`` (its
-options on top of the common flags of ``tinynet.experiment``) and ``main`` (the run, then what
-the paper evaluates after training). Importing one starts neither Keras nor TensorFlow.
+``SEARCH`` where the authors searched hyperparameters (``tools/tune.py``); and, as code,
+``parse_args`` (its options on top of the common flags of ``tinynet.experiment``) and ``main``
+(the run, then what the paper evaluates after training). Importing one starts neither Keras nor
+TensorFlow.
 
     from tinynet.papers import get_paper, list_papers
     get_paper("densenet_model1").PROTOCOLS["progressive"].total_epochs   # 245

@@ -29,7 +29,7 @@ Choices where the code is silent or cannot be followed: the validation split use
 permutation with seed 43, not torch's ``random_split`` (same sizes and seed, other images);
 ``--schedule sgdr`` uses T_0 10 epochs, T_mult 2 (SGDR's CIFAR setting), ``step`` x0.1 every
 100 epochs (the paper's text). The sweep's optimizers use PyTorch's defaults with the code's
-lr 0.1, except Adam at 1e-3 (protocols.md).
+lr 0.1, except Adam at 1e-3 (docs/protocols.md, section CIFAR ResNet design space (seed 004)).
 
     python experiments/cifar_resnet_design.py                        # ResNet-24, 200 epochs
     python experiments/cifar_resnet_design.py --continue-epochs 200  # then 200 more
@@ -55,7 +55,7 @@ BATCH, EVAL_BATCH = 128, 256
 VAL_SPLIT, SPLIT_SEED = 5000, 43
 LR = 0.1
 WEIGHT_DECAY = {"weight_decay": 5e-4, "weight_decay_mode": "coupled"}  # every parameter
-OPTIMIZERS = {  # PyTorch's defaults as Keras arguments, the code's lr (Adam: protocols.md)
+OPTIMIZERS = {  # PyTorch's defaults as Keras arguments, the code's lr (Adam: docs/protocols.md)
     "adadelta": {"name": "adadelta", "learning_rate": LR, "rho": 0.9, "epsilon": 1e-6},
     "sgd": {"name": "sgd", "learning_rate": LR, "momentum": 0.9},
     "sgdn": {"name": "sgd", "learning_rate": LR, "momentum": 0.9, "nesterov": True},

@@ -5,11 +5,12 @@ Paper: "DenseNet Models for Tiny ImageNet Classification", arXiv:1904.10429; rep
 about 26 hours on a Colab K80 (seed 002 reached 55% with every stage halved). Figures 3 and 4
 of seed 002 are the training curves this run's plots/training_curves.png compares with.
 
-Protocol (the original notebook, see protocols.md). An epoch is 200 batches of a stream over
-the training set, not a pass; Adam with Keras defaults (lr 1e-3); validation at 64 px on the
-whole validation set after every epoch; weights, optimizer state and learning rate carry from
-stage to stage. ReduceLROnPlateau(monitor val_loss -- Keras' default, which the notebook kept --
-factor sqrt(0.1), patience 5, min_lr 0.5e-6) runs where the notebook used it:
+Protocol (the original notebook; docs/protocols.md, section DenseNet Model 1 and Model 2). An
+epoch is 200 batches of a stream over the training set, not a pass; Adam with Keras defaults (lr
+1e-3); validation at 64 px on the whole validation set after every epoch; weights, optimizer
+state and learning rate carry from stage to stage. ReduceLROnPlateau(monitor val_loss -- Keras'
+default, which the notebook kept -- factor sqrt(0.1), patience 5, min_lr 0.5e-6) runs where the
+notebook used it:
 
     stage  px  batch  epochs  ReduceLROnPlateau         augmentation
     1      32  256    15      all 15                    -

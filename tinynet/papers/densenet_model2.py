@@ -4,12 +4,13 @@ Paper: "DenseNet Models for Tiny ImageNet Classification", arXiv:1904.10429; rep
 002. Published: 62.73% top-1 validation accuracy (68.11% training) after 108 epochs, about 36
 hours on Colab; seed 002 reached 45% with shortened schedules.
 
-Protocol (the original Keras code, protocols.md): batch 128 at 64 px; an epoch is
-``steps_per_epoch = num_train // 128`` batches (781 on the real set, derived from the data);
-RMSprop(lr 1e-4, epsilon 1e-8) -- the paper's text says Adam(1e-4): ``--optimizer adam``;
-L2 2e-4 and VarianceScaling in the model; the Model 2 imgaug recipe on every training batch;
-CyclicLR ``triangular2`` in every phase; each phase after the first starts from the
-best-val_accuracy weights of the phase before (the optimizer state carries on):
+Protocol (the original Keras code; docs/protocols.md, section DenseNet Model 1 and Model 2):
+batch 128 at 64 px; an epoch is ``steps_per_epoch = num_train // 128`` batches (781 on the real
+set, derived from the data); RMSprop(lr 1e-4, epsilon 1e-8) -- the paper's text says
+Adam(1e-4): ``--optimizer adam``; L2 2e-4 and VarianceScaling in the model; the Model 2
+imgaug recipe on every training batch; CyclicLR ``triangular2`` in every phase; each phase
+after the first starts from the best-val_accuracy weights of the phase before (the optimizer
+state carries on):
 
     phase  epochs  base_lr  max_lr  step size (iterations, real set)
     1      24      1e-4     6e-4    4686 = 6 epochs

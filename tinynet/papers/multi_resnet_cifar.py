@@ -132,9 +132,9 @@ def test_errors(run_dir, published=None, differences=(), log=print):
     the paper's figure for the configuration; ``differences`` lists what keeps this run from
     being the paper's (generated data, a width multiplier, ...)."""
     from tinynet import io as tio
-    from tinynet.training.rundir import RunDirectory
+    from tinynet.run_reader import RunReader
 
-    rd = RunDirectory(run_dir)
+    rd = RunReader(run_dir)
     on_test = not rd.read_config()["dataset_spec"]["args"].get("val_split")
     result = {"test_is_validation": on_test, "published": published,
               "differs_from_paper": list(differences)}

@@ -1,5 +1,5 @@
-"""ResNets trained from scratch on Tiny ImageNet, as seed 001 ("Tiny ImageNet Challenge with
-ResNets") did: vanilla, improved (stochastic depth, mean subtraction, flips) and final (heavy
+"""ResNets trained from scratch on Tiny ImageNet, as seed 001 (Lei Sun, "ResNet on Tiny
+ImageNet", Stanford) did: vanilla, improved (stochastic depth, mean subtraction, flips) and final (heavy
 imgaug augmentation), for ResNet-18/34/50/101/152 with any block variant of He et al. 2016b.
 
 Published (seed 001, ResNet-34, full pre-activation, validation error):
@@ -58,8 +58,8 @@ def protocol(variant):
                      for epochs, lr in schedule))
 
 
-CITATION = ('"Tiny ImageNet Challenge with ResNets" (seed 001): ResNet-34, full pre-activation '
-            'blocks (e), batch 100, 1,000 iterations per epoch, on a K80')
+CITATION = ('Lei Sun, "ResNet on Tiny ImageNet", Stanford (seed 001): ResNet-34, full '
+            'pre-activation blocks (e), batch 100, 1,000 iterations per epoch, on a K80')
 FIGURES = {  # variant -> its published figures (ResNet-34, block e)
     "vanilla": [figure("ResNet-34 (e) vanilla: validation error at 15k iterations",
                        "val_error", 0.48, at="final")],

@@ -24,9 +24,11 @@ SGDR's ``T_cur`` "updated at each batch iteration").
                                      SGDR (Loshchilov & Hutter 2017, eq. 5): the cosine over
                                      T_i = t_0 * t_mult ** i epochs, restarting at lr
     NYURule(lr, first, second, factor)
-                                     seed 004's code (protocols.md): after every epoch e >= first
-                                     the lr is divided by factor, after e >= second once more;
-                                     0.1 for epochs 1-101, then tenfold smaller every epoch
+                                     seed 004's code: after every epoch e >= first the lr is
+                                     divided by factor, after e >= second once more; 0.1 for
+                                     epochs 1-101, then tenfold smaller every epoch
+                                     (docs/protocols.md, section CIFAR ResNet design space
+                                     (seed 004))
 """
 import dataclasses
 import math

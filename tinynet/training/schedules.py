@@ -1,5 +1,6 @@
 """Cyclical learning rates (Smith 2017, "Cyclical Learning Rates for Training Neural Networks"),
-exactly as the keras-contrib ``CyclicLR`` callback the DenseNet Model 2 code used (protocols.md):
+exactly as the keras-contrib ``CyclicLR`` callback the DenseNet Model 2 code used
+(docs/protocols.md, section DenseNet Model 1 and Model 2 (seed 002), "CyclicLR (keras-contrib)"):
 
     cycle = floor(1 + it / (2 step_size))
     x     = |it / step_size - 2 cycle + 1|
