@@ -11,10 +11,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tinynet", "tinynet.*"]),
+    # every paper from an installed package, no clone needed: tinynet PAPER [flags]
+    entry_points={"console_scripts": ["tinynet = tinynet.cli:main"]},
     python_requires=">=3.10",
     install_requires=[
-        "tensorflow>=2.16",
-        "keras>=3.0",
+        # Upper bounds: the minor releases tested (2.21, 3.15); tinynet uses private Keras/TF
+        # APIs, listed and checked in tests/test_private_apis.py: run it before raising a bound.
+        # keras>=3.3: the first with keras.src and keras.tree, which tinynet imports.
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<3.16",
         "numpy",
         "pandas",
         "matplotlib",
