@@ -135,8 +135,9 @@ def test_interval_from_the_environment_and_bad_values(monkeypatch):
 def test_in_a_real_fit_and_in_the_stage_callbacks():
     import keras
 
-    from tinynet.training.callbacks import EpochEnd
+    from tinynet.training.callbacks import InEpochCheckpoint, ordered_callbacks
     from tinynet.training.session import StageSession
+    from tinynet.training.state import TrainingState
 
     protocol = Protocol("p", (Stage("a", 8, 4, 1, steps_per_epoch=3),), {"name": "sgd"})
     lines = []
@@ -150,11 +151,17 @@ def test_in_a_real_fit_and_in_the_stage_callbacks():
     assert all(" loss " in line and " acc " in line for line in lines)
 
     run = types.SimpleNamespace(protocol=protocol, data=types.SimpleNamespace(train=[0] * 12),
-                                callback_states={}, progress_every=7.0, log=lines.append)
-    callbacks = StageSession(run, 0).callbacks(0, lambda *a: None)
-    kinds = [type(cb) for cb in callbacks]
-    assert kinds.index(EpochProgress) < kinds.index(EpochEnd)
-    assert callbacks[kinds.index(EpochProgress)].every == 7.0
+                                state=TrainingState(), progress_every=7.0, log=lines.append)
+    session = StageSession(run, 0)
+    progress, epoch_end = session.progress(), session.epoch_end(0, lambda *a: None)
+    guard = InEpochCheckpoint(None, 3)
+    # given in any order, the slots come out in the one order (the bar's line ends first)
+    callbacks = ordered_callbacks(checkpoint=guard, epoch_end=epoch_end, progress=progress,
+                                  lr=session.lr_callback())
+    assert callbacks == [progress, epoch_end, guard]
+    assert progress.every == 7.0
+    with pytest.raises(TypeError, match="epoch_end must be one of"):
+        ordered_callbacks(epoch_end=progress, checkpoint=guard)
 
 
 # -- TensorBoard ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The Model 1 notebook protocol as data (protocols.md), and how flags rescale it."""
+"""The Model 1 notebook protocol as data (docs/protocols.md, section DenseNet Model 1 and Model 2
+(seed 002)), and how flags rescale it."""
 import math
 
 import pytest

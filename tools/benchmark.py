@@ -41,7 +41,6 @@ ml_dtypes and, in recent versions, opt_einsum), or wheels for its Python and pla
 copied and unpacked there; ``tools/vendor.py --check`` lists what the target Python lacks. The
 table goes to docs/benchmarks.md unless ``--no-record``.
 """
-import argparse
 import datetime
 import os
 import platform

@@ -22,6 +22,7 @@ import dataclasses
 import numpy as np
 
 from tinynet.errors import TinynetError
+from tinynet.training.identity import dataset_identity  # noqa: F401  (the one definition)
 
 
 @dataclasses.dataclass
@@ -105,34 +106,20 @@ def metrics(probabilities, labels):
             "loss": float(-np.mean(np.log(np.clip(p_true, 1e-7, 1.0))))}
 
 
-def dataset_identity(spec):
-    """What makes two recorded datasets the same data: the registry name and the arguments
-    that choose the data (not where it is read from, nor ``skip_corrupt``)."""
-    from tinynet.data.datasets import ALIASES, LOCATION_ARGS
-
-    name = spec.get("name")
-    args = {k: v for k, v in spec.get("args", {}).items()
-            if k not in LOCATION_ARGS and k != "skip_corrupt"}
-    return {"name": ALIASES.get(name, name), "args": args}
-
-
 def read_run_config(run_dir, which="best"):
     """config.json of the run in ``run_dir``, after checking that the run has its ``which``
     saved model and records its dataset; TF-free and cheap (no dataset, no model)."""
-    from tinynet import io as tio  # (TensorFlow's gfile: imported when used)
+    from tinynet.run_reader import CONFIG, RunReader
 
-    config_path = tio.join(run_dir, "config.json")
-    model_path = tio.join(run_dir, f"{which}_model.keras")
-    for path, what in ((config_path, "a run directory"), (model_path, f"a saved {which} model")):
-        if not tio.exists(path):
-            raise TinynetError(f"{path} is missing: {run_dir} is not {what} yet "
+    reader = RunReader(run_dir)
+    for name, what in ((CONFIG, "a run directory"), (f"{which}_model.keras",
+                                                      f"a saved {which} model")):
+        if not reader.exists(name):
+            raise TinynetError(f"{reader.file(name)} is missing: {run_dir} is not {what} yet "
                                f"(train first, or pass --model best/final)")
-    try:
-        config = tio.read_json(config_path)
-    except ValueError as e:
-        raise TinynetError(f"{config_path} is unreadable ({e}); the run directory is damaged")
+    config = reader.read_config()
     if "name" not in config.get("dataset", {}):
-        raise TinynetError(f"{config_path} does not record its dataset's registry name (a run "
+        raise TinynetError(f"{reader.file(CONFIG)} does not record its dataset's registry name (a run "
                            f"made before tinynet 0.2); re-run the experiment to evaluate it")
     return config
 

@@ -6,8 +6,8 @@ DenResNet (seed 000) combined ResNet101, ResNet152 and DenseNet121 (equal weight
     rows = ensemble.evaluate_members("val", ten_crop=True)   # every member and the ensemble
     print(results_table(rows))
 
-Members must have been trained on the same data (``tinynet.evaluation.dataset_identity``: the
-registry name and the arguments that choose the data), hence the same class list in the same
+Members must have been trained on the same data (``tinynet.training.identity.dataset_identity``:
+the registry name and the arguments that choose the data), hence the same class list in the same
 order; the dataset is loaded once and shared. Each member prepares the images its own way (its
 validation resolution, interpolation and normalisation, from its config.json), so members of
 different families and input sizes mix freely.
@@ -63,7 +63,7 @@ def member_labels(run_dirs):
 
 def check_same_data(run_dirs, configs):
     """``TinynetError`` unless every run was trained on the first one's dataset."""
-    from tinynet.evaluation import dataset_identity
+    from tinynet.training.identity import dataset_identity
 
     first = dataset_identity(configs[0]["dataset"])
     for run_dir, config in zip(run_dirs[1:], configs[1:]):

@@ -22,18 +22,15 @@ Runs made before the paper entry was recorded (tinynet 0.3) are matched to their
 protocol name (``tinynet.papers.paper_of_protocol``) and get its ``CITATION`` and ``FIGURES``,
 all marked not comparable: which configuration they are for was not recorded.
 
-Nothing here needs TensorFlow: JSON and CSV are read with the standard library (``gs://``
-paths through ``tinynet.io``), and the parameter count comes from the shapes in the saved
-model's weights file (h5py), without building the model.
+Nothing here needs TensorFlow: the run directory is read through ``tinynet.run_reader`` (the
+standard library; ``gs://`` paths through ``tinynet.io``), and the parameter count comes from
+the shapes in the saved model's weights file (h5py), without building the model.
 """
-import csv
-import io as _io
-import json
 import math
-import os
 import shlex
 
 from tinynet.errors import TinynetError
+from tinynet.run_reader import RunReader
 
 METRICS = tuple(f"{split}_{kind}" for split in ("val", "test", "train")
                 for kind in ("accuracy", "error", "top5_accuracy", "top5_error"))
@@ -125,89 +122,9 @@ def protocol_differences(args, extra=(), datasets=None):
     return out + [e for e in extra if e not in out]
 
 
-# -- reading a run directory (TF-free) ---------------------------------------------------------
-def _remote(path):
-    return "://" in str(path)
-
-
-def _join(folder, name):
-    folder = str(folder)
-    return folder.rstrip("/") + "/" + name if _remote(folder) else os.path.join(folder, name)
-
-
-def _exists(path):
-    if _remote(path):
-        from tinynet import io as tio
-        return tio.exists(path)
-    return os.path.exists(path)
-
-
-def _read_text(path):
-    if _remote(path):
-        from tinynet import io as tio
-        return tio.read_text(path)
-    with open(path, encoding="utf-8") as f:
-        return f.read()
-
-
-def _read_json(path, required=False):
-    if not _exists(path):
-        if required:
-            raise TinynetError(f"{path} is missing: not a run directory")
-        return None
-    try:
-        value = json.loads(_read_text(path))
-    except ValueError as e:
-        raise TinynetError(f"{path} is unreadable ({e}); the run directory is damaged") from None
-    if not isinstance(value, dict):
-        raise TinynetError(f"{path} holds a {type(value).__name__}, not a JSON object; the run "
-                           f"directory is damaged")
-    return value
-
-
+# -- reading a run directory (TF-free: tinynet.run_reader) ------------------------------------
 def is_run_dir(path):
-    return _exists(_join(path, "config.json"))
-
-
-def read_history(run_dir):
-    """history.csv as a list of dicts of floats (None where the runner wrote nothing)."""
-    path = _join(run_dir, "history.csv")
-    if not _exists(path):
-        return []
-    rows = []
-    for row in csv.DictReader(_io.StringIO(_read_text(path))):
-        parsed = {}
-        for key, value in row.items():
-            try:
-                parsed[key] = float(value) if value not in (None, "") else None
-            except ValueError:
-                parsed[key] = value
-        rows.append(parsed)
-    return rows
-
-
-def count_parameters(run_dir):
-    """``(count, file)``: the parameters of the run's saved model (best, else final), summed
-    from the weight shapes in its .keras file without building it; ``(None, None)`` when
-    there is no saved model or it cannot be read."""
-    import zipfile
-
-    for name in ("best_model.keras", "final_model.keras"):
-        path = _join(run_dir, name)
-        if _remote(path) or not os.path.exists(path):
-            continue
-        try:
-            import h5py
-
-            shapes = []
-            with zipfile.ZipFile(path) as z, z.open("model.weights.h5") as f, \
-                    h5py.File(f, "r") as h5:
-                h5.visititems(lambda key, obj: shapes.append(obj.shape) if (
-                    isinstance(obj, h5py.Dataset) and not key.startswith("optimizer")) else None)
-            return sum(math.prod(s) for s in shapes), name
-        except Exception:  # noqa: BLE001 (a report leaves the count out rather than fail)
-            continue
-    return None, None
+    return RunReader(path).has_config()
 
 
 def _our(out, metric, at, value, source, view=None, epoch=None, note=None):
@@ -251,9 +168,13 @@ def ours(run_dir):
     ``note``, ``derived``), ``best_epoch``, ``completed_epochs``, ``total_epochs``,
     ``status``, ``training_seconds``, ``parameters``, ``parameters_from``."""
     run_dir = str(run_dir)
-    config = _read_json(_join(run_dir, "config.json"), required=True)
-    state = _read_json(_join(run_dir, "state.json")) or {}
-    history = [r for r in read_history(run_dir) if r.get("val_accuracy") is not None]
+    reader = RunReader(run_dir)
+    if not reader.has_config():
+        raise TinynetError(f"{reader.file('config.json')} is missing: not a run directory")
+    config = reader.read_config()
+    state = reader.read_json("state.json", required=False) or {}
+    rows = reader.history_rows()
+    history = [r for r in rows if r.get("val_accuracy") is not None]
     figures = []
     best_epoch = last_epoch = None
     if history:
@@ -266,26 +187,26 @@ def ours(run_dir):
             _our(figures, "val_top5_accuracy", at, row.get("val_top5"), "history.csv",
                  epoch=epoch)
             _our(figures, "train_accuracy", at, row.get("accuracy"), "history.csv", epoch=epoch)
-    errors = _read_json(_join(run_dir, "test_errors.json")) or {}
+    errors = reader.read_json("test_errors.json", required=False) or {}
     for key, at, note in (("best_over_epochs_test_error", "best",
                            "best over epochs, selected on the test set"),
                           ("best_validation_model_test_error", "best", "best-validation model"),
                           ("final_epoch_test_error", "final", None)):
         _our(figures, "test_error", at, errors.get(key), "test_errors.json", note=note,
              epoch=errors.get("best_epoch") if key.startswith("best_over") else None)
-    test = _read_json(_join(run_dir, "test_metrics.json")) or {}
+    test = reader.read_json("test_metrics.json", required=False) or {}
     for key, at in (("best_checkpoint", "best"), ("final", "final")):
         if isinstance(test.get(key), dict):
             _metrics_dict(figures, "test", test[key], at, "test_metrics.json")
-    evaluation = _read_json(_join(run_dir, "evaluation.json")) or {}
+    evaluation = reader.read_json("evaluation.json", required=False) or {}
     model = evaluation.get("model") if evaluation.get("model") in AT else "best"
     for key, metrics in evaluation.items():
         split, _, view = key.partition("_")
         if isinstance(metrics, dict) and split in ("val", "test", "train") and (
                 "top1_accuracy" in metrics or "top1_error" in metrics):
             _metrics_dict(figures, split, metrics, model, "evaluation.json", view or None)
-    seconds = [r.get("seconds") for r in read_history(run_dir)]
-    parameters, parameters_from = count_parameters(run_dir)
+    seconds = [r.get("seconds") for r in rows]
+    parameters, parameters_from = reader.parameter_count()
     return {"run_dir": run_dir, "config": config, "state": state,
             "figures": _with_complements(figures), "best_epoch": best_epoch,
             "last_epoch": last_epoch,

@@ -362,3 +362,43 @@ class RestoreMetrics(keras.callbacks.Callback):
         for v, value in zip(variables, self.arrays):
             v.assign(value)
         self.arrays = None
+
+
+def ordered_callbacks(*, epoch_end, checkpoint, progress=None, lr=None, restore_metrics=None,
+                      replica_statistics=None):
+    """The callbacks of one training ``fit``, in the one order that is right; each slot is
+    checked to hold its kind (None: not used in this fit). Keras calls callbacks in list order,
+    and each relies on the ones before it at the same hook:
+
+    1. ``replica_statistics`` (``ReplicaStatistics``): averages the replicas' BN statistics
+       when the epoch's training ends, before validation and before the checkpoint;
+    2. ``restore_metrics`` (``RestoreMetrics``): puts an epoch resumed inside's running metric
+       totals back at its start, after ``fit`` reset them and before any step;
+    3. ``lr`` (the stage's lr policy: ``ScheduleCallback``, ``ReduceLROnPlateau``): sets the
+       learning rate before ``EpochEnd`` records it, and updates its state at an epoch's end
+       before ``EpochEnd`` checkpoints that state;
+    4. ``progress`` (``tinynet.training.progress.EpochProgress``): a progress bar ends its line
+       before the epoch's own line is logged;
+    5. ``epoch_end`` (``EpochEnd``): the history row, the checkpoint and the run's files;
+    6. ``checkpoint`` (``InEpochCheckpoint``): in-epoch checkpoints and the stop after SIGTERM,
+       which at an epoch's end must come after that epoch's checkpoint.
+    """
+    from tinynet.training.progress import EpochProgress
+
+    slots = (("replica_statistics", replica_statistics, (ReplicaStatistics,)),
+             ("restore_metrics", restore_metrics, (RestoreMetrics,)),
+             ("lr", lr, (ScheduleCallback, keras.callbacks.ReduceLROnPlateau,
+                         keras.callbacks.LearningRateScheduler)),
+             ("progress", progress, (EpochProgress,)),
+             ("epoch_end", epoch_end, (EpochEnd,)),
+             ("checkpoint", checkpoint, (InEpochCheckpoint,)))
+    callbacks = []
+    for name, callback, kinds in slots:
+        if callback is None:
+            continue
+        if not isinstance(callback, kinds):
+            raise TypeError(f"ordered_callbacks: {name} must be one of "
+                            f"{[k.__name__ for k in kinds]}, got {type(callback).__name__}")
+        callbacks.append(callback)
+    check_lr_callbacks(callbacks)
+    return callbacks

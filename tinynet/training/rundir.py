@@ -1,9 +1,5 @@
-"""The run directory: the only thing passed from training to everything after it.
+"""The run directory as training writes it (its files: ``tinynet.run_reader``, which reads it).
 
-    config.json      what was run: model, protocol, seed, data, versions, git commit, command
-    state.json       where the run stands: epochs done, stage, best val_accuracy, status
-    history.csv      one row per epoch (HISTORY_COLUMNS)
-    lr.csv           the learning rate of every training iteration (LR_COLUMNS)
     checkpoints/     ckpt-<epochs done>[-s<steps done>].npz, the newest two (checkpoint.py)
     best_model.keras the model with the best val_accuracy so far
     final_model.keras the model after the last epoch
@@ -14,7 +10,6 @@ Every file is replaced atomically (tinynet.io.atomic_write), so a run killed at 
 leaves each file either in its previous or in its new complete version.
 """
 import io as _io
-import json
 import math
 import os
 import tempfile
@@ -25,40 +20,27 @@ import pandas as pd
 
 from tinynet import io as tio
 from tinynet.errors import TinynetError
+from tinynet.run_reader import (BEST_MODEL, CONFIG, FINAL_MODEL, HISTORY,  # noqa: F401
+                                HISTORY_COLUMNS, LR, LR_COLUMNS, STATE, RunReader)
 from tinynet.training import checkpoint
 
-LR = "lr.csv"
-LR_COLUMNS = ["iteration", "global_epoch", "lr"]
-HISTORY_COLUMNS = ["stage", "resolution", "epoch", "global_epoch", "lr", "loss", "accuracy",
-                   "top5", "val_loss", "val_accuracy", "val_top5", "seconds"]
-CONFIG = "config.json"
-STATE = "state.json"
-HISTORY = "history.csv"
-BEST_MODEL = "best_model.keras"
-FINAL_MODEL = "final_model.keras"
 PLOT = "plots/training_curves.png"
 TENSORBOARD = "tensorboard"
 _OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER,
           TENSORBOARD]
 
 
-class RunDirectory:
+class RunDirectory(RunReader):
+    """The run directory as training writes it; it reads through ``RunReader``."""
+
     writable = True
-
-    def __init__(self, path):
-        self.path = str(path)
-
-    def file(self, name):
-        return tio.join(self.path, name)
+    damage_hint = "restore it, or pass --restart to start the run over (this discards it)"
 
     def has_run(self):
         """Whether a run was started here: config.json, or (config.json lost) checkpoints or
         history of one."""
         return (tio.exists(self.file(CONFIG)) or bool(checkpoint.list_checkpoints(self.path))
                 or tio.exists(self.file(HISTORY)))
-
-    def has_config(self):
-        return tio.exists(self.file(CONFIG))
 
     def check_writable(self):
         """Checks that files can be written here, without creating anything (a refusal that
@@ -128,17 +110,11 @@ class RunDirectory:
                 if name.startswith(".tmp-"):
                     tio.remove(tio.join(folder, name))
 
-    def read_config(self):
-        return _read_json(self.file(CONFIG), "the run's record")
-
     def write_config(self, config):
         tio.write_json_atomic(self.file(CONFIG), config)
 
     def write_state(self, state):
         tio.write_json_atomic(self.file(STATE), state)
-
-    def read_state(self):
-        return _read_json(self.file(STATE), "where the run stands")
 
     def write_history(self, rows):
         buf = _io.StringIO()
@@ -148,16 +124,6 @@ class RunDirectory:
     def write_lr(self, rows):
         tio.write_text_atomic(self.file(LR), "\n".join(
             [",".join(LR_COLUMNS)] + [f"{it},{epoch},{lr!r}" for it, epoch, lr in rows]) + "\n")
-
-    def read_lr(self):
-        if not tio.exists(self.file(LR)):
-            return []
-        lines = tio.read_text(self.file(LR)).split("\n")[1:]
-        return [(int(a), int(b), float(c)) for a, b, c in (l.split(",") for l in lines if l)]
-
-    def read_history(self):
-        with tio.gfile.GFile(self.file(HISTORY), "r") as f:
-            return pd.read_csv(f)
 
     def save_model(self, model, name):
         tio.atomic_write(self.file(name), model.save, size_hint=model_bytes(model))
@@ -194,18 +160,6 @@ def model_bytes(model):
 
 def _reason(e):
     return getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
-
-
-def _read_json(path, what):
-    """A run directory's JSON file, or a ``TinynetError`` naming it when it cannot be read."""
-    try:
-        return json.loads(tio.read_text(path))
-    except Exception as e:  # OSError, tf.errors.OpError, JSONDecodeError, UnicodeDecodeError
-        if not tio.exists(path):
-            raise
-        raise TinynetError(f"{path} ({what}) is unreadable ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0] if str(e) else ''}); restore it, or pass "
-                           f"--restart to start the run over (this discards it)") from None
 
 
 class ReaderRunDirectory(RunDirectory):

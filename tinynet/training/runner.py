@@ -16,7 +16,7 @@ with the very batches it would have had, its running training metrics and the ep
 restored, so it too ends bit-identical (one replica; under several replicas only epoch
 checkpoints are written, and SIGTERM stops at once).
 """
-import json
+import dataclasses
 import os
 import platform
 import subprocess
@@ -28,18 +28,20 @@ import tensorflow as tf
 
 import tinynet
 from tinynet import io as tio
-from tinynet.experiment import command_line
-from tinynet.data.datasets import LOCATION_ARGS, TrainData  # noqa: F401  (TrainData: the input)
 from tinynet.data.pipeline import eval_dataset
 from tinynet.errors import Preempted, TinynetError
+from tinynet.experiment import command_line
 from tinynet.models import get_model
 from tinynet.plots import plot_history, stage_labels
 from tinynet.training import checkpoint
-from tinynet.training.callbacks import (EpochEnd, InEpochCheckpoint, PreemptionFlag,
-                                        ReplicaStatistics, RestoreMetrics, format_duration)
+from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag,
+                                        ReplicaStatistics, RestoreMetrics, format_duration,
+                                        ordered_callbacks)
 from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
                                          prepare_model, synchronize_batch_norm)
+from tinynet.training.identity import (absolute, check_checkpoint_identity, check_same_run,
+                                       run_identity, same_value)
 from tinynet.training.optimizers import make_optimizer
 from tinynet.training.precision import float32_classifier, inner_optimizer, precision_policy
 from tinynet.training.progress import progress_seconds
@@ -47,7 +49,51 @@ from tinynet.training.protocol import Protocol
 from tinynet.training.rundir import (BEST_MODEL, FINAL_MODEL, PLOT, ReaderRunDirectory,
                                      RunDirectory)
 from tinynet.training.session import StageSession, build_optimizer
+from tinynet.training.state import TrainingState
 from tinynet.training.tensorboard_log import TensorBoardLog
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings:
+    """How a protocol is run: everything but the protocol, the model and the data.
+
+    ``run_dir``: the run directory (a path, a Drive mount, ``gs://...``). ``seed``: weights,
+    data order and augmentation. ``deterministic``: TensorFlow op determinism (bit-identical
+    resume). ``restart``: clear the run in ``run_dir`` first. ``interpolation``: resizing to a
+    stage's resolution. ``augment_backend``: the library that runs the recipes.
+    ``sync_batch_norm``: BatchNormalization statistics over the global batch.
+    ``model_parallel``: devices a model with parallel branches splits them over (its
+    ``devices`` argument); like the strategy, not part of the run's identity, so a run may
+    resume on other devices. ``init_from``: a finished run directory whose final checkpoint
+    (same model) starts this run, recorded as its parent in config.json.
+    ``checkpoint_every``: ``("seconds", n)`` or ``("steps", n)``
+    (``tinynet.experiment.parse_interval``) between in-epoch checkpoints, or None (epoch
+    checkpoints, and one on SIGTERM). ``paper``: the figures the paper reports for this
+    experiment (``tinynet.evaluation.reports.paper_record``), recorded for ``tools/report.py``.
+    ``precision``: a Keras dtype policy of ``tinynet.training.precision``; ``jit_compile``:
+    Keras' ``compile(jit_compile=)`` ("auto": XLA where Keras chooses it, i.e. on a GPU); both
+    belong to the run's identity. ``augment_on="device"`` / ``data_on_device``: the per-batch
+    input work inside the training step (``tinynet.data.device_input``), recorded but not
+    part of the identity (the batches are the same function of ``(seed, epoch, step)``).
+    ``progress_every``: seconds between in-epoch progress lines without a terminal (None:
+    $TINYNET_PROGRESS_SECONDS, else 30; 0: none; a terminal shows a bar)."""
+
+    run_dir: str
+    seed: int = 0
+    deterministic: bool = False
+    restart: bool = False
+    interpolation: str = "nearest"
+    augment_backend: str = "imgaug"
+    sync_batch_norm: bool = False
+    model_parallel: tuple | None = None
+    init_from: str | None = None
+    checkpoint_every: tuple | None = None
+    paper: dict | None = None
+    precision: str = "float32"
+    jit_compile: object = "auto"
+    augment_on: str = "cpu"
+    data_on_device: bool = False
+    progress_every: float | None = None
 
 
 def provenance():
@@ -67,81 +113,40 @@ def provenance():
             "created": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
-# identity keys added after runs were made: a run directory without one was made with this value
-IDENTITY_DEFAULTS = {"precision": "float32", "jit_compile": "auto"}
+class RunContext:
+    """One protocol run as it progresses: what it was given (protocol, model, data, run
+    directory, settings), what follows from them (the epoch plan, normalisation, identity),
+    and its ``TrainingState``; ``on_epoch`` is the per-epoch hook."""
 
-
-def _check_same_run(stored, identity, run_dir, where="config.json"):
-    """Refuses to resume a run whose identity (as recorded in ``where``) differs from this
-    command's. The data's fingerprint is compared where the record has one (older runs have
-    none) and the difference described."""
-    from tinynet.data.datasets import describe_fingerprint_difference
-
-    for key, value in identity.items():
-        if key == "data_fingerprint":
-            difference = describe_fingerprint_difference(stored.get(key),
-                                                         json.loads(json.dumps(value)))
-            if difference:
-                raise TinynetError(
-                    f"{run_dir} was trained on other data: {difference} (recorded in "
-                    f"{where}); pass the dataset it was trained on, or --restart / another "
-                    f"--run-dir")
-            continue
-        if json.loads(json.dumps(value)) != stored.get(key, IDENTITY_DEFAULTS.get(key)):
-            raise TinynetError(
-                f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} in "
-                f"{where}, {value!r} now); pass --restart to start over there, or another "
-                f"--run-dir")
-
-
-def _check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir):
-    """The run's identity from its checkpoint (config.json may be lost): the record itself in
-    checkpoints written since it was added, else the seed and protocol they always held."""
-    where = os.path.basename(path)
-    if meta.get("identity"):
-        _check_same_run(meta["identity"], identity, run_dir, where)
-        return
-    for key, theirs, ours in (("seed", meta.get("seed"), seed),
-                              ("protocol", meta.get("fingerprint"), protocol.fingerprint())):
-        if theirs is not None and theirs != ours:
-            raise TinynetError(f"{run_dir} holds a run with a different {key} (its checkpoint "
-                               f"{where} says so); pass --restart to start over there, or "
-                               f"another --run-dir")
-
-
-class _Run:
-    """The state of one protocol run as it progresses; ``on_epoch`` is the per-epoch hook."""
-
-    def __init__(self, protocol, model, data, run_dir, seed, log, interpolation="nearest",
-                 mean=None, std=None, augment_backend="imgaug", augment_on="cpu",
-                 data_on_device=False, jit_compile="auto", identity=None):
-        self.protocol, self.model, self.data, self.seed, self.log = (
-            protocol, model, data, seed, log)
-        self.identity = identity  # recorded in every checkpoint: config.json may be lost
-        self.rd = run_dir
-        self.interpolation, self.mean, self.std = interpolation, mean, std
-        self.augment_backend = augment_backend
-        self.augment_on, self.data_on_device = augment_on, data_on_device
-        self.jit_compile = jit_compile
+    def __init__(self, protocol, model, data, rd, settings, strategy, identity, mean, std,
+                 log):
+        self.protocol, self.model, self.data, self.rd = protocol, model, data, rd
+        self.settings, self.strategy, self.identity, self.log = settings, strategy, identity, log
+        self.mean, self.std = mean, std
+        self.state = TrainingState()
         self._val = {}  # paired labels (mixup) or not -> validation dataset
         self.plan = protocol.epoch_plan(len(data.train))
         self.costs = protocol.cost_units(len(data.train))
-        self.history = []
-        self.best = None  # (val_accuracy, global epoch)
-        self.stage_best = {}  # stage index -> best val_accuracy within that stage
-        self.lrs = []  # (iteration, global epoch, lr) of every training batch
         # stages whose best weights a later stage restarts from
         self.keep_stage_best = {i - 1 for i, s in enumerate(protocol.stages) if s.restart_from_best}
-        self.callback_states = {}
-        self.callbacks = []
-        # resumed inside an epoch: steps of epoch ``completed`` done, its EpochEnd progress and
-        # its running metric totals
-        self.steps_done, self.progress, self.metric_arrays = 0, None, None
-        self.saved_steps = 0  # steps into the next epoch of the newest checkpoint
-        self._seconds = 0.0
-        self._units = 0
-        self.progress_every = None  # seconds between in-epoch progress lines (StageSession)
+        self.callbacks = []  # the callbacks of the fit in progress
+        self.progress_every = progress_seconds(settings.progress_every)
         self.tensorboard = None  # TensorBoardLog of the run directory
+        self.optimizer_owner = None  # the stage whose optimizer the model holds
+        self.save_final = True
+        self.parent = None  # the run --continue-epochs started from (provenance)
+
+    # the settings StageSession reads
+    seed = property(lambda self: self.settings.seed)
+    interpolation = property(lambda self: self.settings.interpolation)
+    augment_backend = property(lambda self: self.settings.augment_backend)
+    augment_on = property(lambda self: self.settings.augment_on)
+    data_on_device = property(lambda self: self.settings.data_on_device)
+    jit_compile = property(lambda self: self.settings.jit_compile)
+
+    @property
+    def completed(self):
+        return self.state.completed
 
     def val_dataset(self, label_transform=None):
         """The validation set as every stage sees it; built once per label form, not per stage
@@ -153,28 +158,25 @@ class _Run:
                 self.interpolation, self.mean, self.std, label_transform=label_transform)
         return self._val[key]
 
-    @property
-    def completed(self):
-        return len(self.history)
-
-    def restore(self, meta, arrays=None):
-        self.steps_done = meta.get("completed_steps", 0)
-        self.progress = meta.get("epoch_progress")
-        if self.steps_done:
-            names = sorted(k for k in arrays if k.startswith("metric_"))
-            self.metric_arrays = [arrays[k] for k in names]
-        self.history = meta["history"]
-        self.best = tuple(meta["best"]) if meta["best"] else None
-        self.callback_states = meta["callbacks"]
-        self.stage_best = {int(k): tuple(v) for k, v in meta.get("stage_best", {}).items()}
-        self.lrs = [r for r in self.rd.read_lr() if r[1] <= self.completed]
+    def use_optimizer_of(self, stage_index):
+        """The optimizer stage ``stage_index`` trains with, built (over every variable any
+        stage trains) when that stage is the first to name it."""
+        owner = self.protocol.optimizer_stage(stage_index)
+        if owner != self.optimizer_owner:
+            self.optimizer_owner = owner
+            with self.strategy.scope():
+                optimizer = build_optimizer(self.protocol.optimizer_spec(stage_index),
+                                            self.model)
+            self.model.optimizer = optimizer
+        return self.model.optimizer
 
     def write_best_files(self, completed):
         """Saves the best model and stage-best weights that epoch ``completed`` set (the model
         holds that epoch's weights)."""
-        if self.best is not None and self.best[1] == completed:
+        best = self.state.best
+        if best is not None and best[1] == completed:
             self.rd.save_model(self.model, BEST_MODEL)
-        for stage_index, (_, epoch) in self.stage_best.items():
+        for stage_index, (_, epoch) in self.state.stage_best.items():
             if epoch == completed:
                 self.rd.save_stage_best(self.model, stage_index)
 
@@ -187,32 +189,27 @@ class _Run:
                "top5": logs.get("top5"), "val_loss": logs.get("val_loss"),
                "val_accuracy": logs.get("val_accuracy"), "val_top5": logs.get("val_top5"),
                "seconds": round(seconds, 3)}
-        self.history.append(row)
-        if self.best is None or row["val_accuracy"] > self.best[0]:
-            self.best = (row["val_accuracy"], epoch + 1)
-        if p.stage_index in self.keep_stage_best and (
-                row["val_accuracy"] > self.stage_best.get(p.stage_index, (-1.0, 0))[0]):
-            self.stage_best[p.stage_index] = (row["val_accuracy"], epoch + 1)
+        state = self.state
+        state.record_epoch(row, p.stage_index, p.stage_index in self.keep_stage_best, lrs)
         # lr.csv may run ahead of the checkpoint (a resume drops the extra rows), never behind
-        self.lrs.extend((it, epoch + 1, value) for it, value in lrs)
-        self.rd.write_lr(self.lrs)
+        self.rd.write_lr(state.lrs)
         meta = self.meta(epoch + 1)
         # what a later fit of this stage (after an epoch resumed inside) restores its lr
         # callback from: the state at this epoch's end, not the resumed checkpoint's
-        self.callback_states = meta["callbacks"]
+        state.callback_states = meta["callbacks"]
         self.rd.save_checkpoint(self.model, self.model.optimizer, meta)
-        self.saved_steps = 0
+        state.saved_steps = 0
         # The best weights are written after the checkpoint that records them: a kill in
         # between is repaired on resume (write_best_files), so they always belong to an epoch
         # the history keeps.
         self.write_best_files(epoch + 1)
-        self.rd.write_history(self.history)
+        self.rd.write_history(state.history)
         self.write_state("running")
         if self.tensorboard is not None:
             self.tensorboard.write_epoch(row, lrs)
-        self._seconds += seconds
-        self._units += self.costs[epoch]
-        eta = self._seconds / self._units * sum(self.costs[epoch + 1:])
+        state.seconds += seconds
+        state.units += self.costs[epoch]
+        eta = state.seconds / state.units * sum(self.costs[epoch + 1:])
         n = len(self.protocol.stages)
         self.log(f"stage {p.stage_index + 1}/{n} {stage.resolution}px "
                  f"epoch {p.stage_epoch + 1}/{stage.epochs} "
@@ -221,48 +218,42 @@ class _Run:
                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
                  f"val_top5 {row['val_top5']:.4f} {seconds:.1f}s ETA {format_duration(eta)}")
 
-    def meta(self, completed):
-        """The checkpoint record after ``completed`` epochs."""
+    def meta(self, completed, steps=0, epoch_progress=None):
+        """The checkpoint record after ``completed`` epochs (and ``steps`` of the next)."""
         stage = self.plan[min(completed, len(self.plan)) - 1].stage_index if completed else 0
-        states = {cb.state_key: {"stage": stage, "state": cb.get_state()}
-                  for cb in self.callbacks if hasattr(cb, "get_state")}
-        return {"completed_epochs": completed, "seed": self.seed, "best": self.best,
-                "callbacks": states, "history": self.history, "stage_best": self.stage_best,
-                "fingerprint": self.protocol.fingerprint(),
-                "identity": json.loads(json.dumps(self.identity))}
+        return self.state.dump(completed, TrainingState.callback_records(self.callbacks, stage),
+                               self.settings.seed, self.protocol.fingerprint(), self.identity,
+                               steps, epoch_progress)
 
     def save_in_epoch(self, epoch, steps, progress):
         """An in-epoch checkpoint: ``steps`` batches of global epoch ``epoch`` (0-based) done."""
-        meta = dict(self.meta(epoch), completed_steps=steps, epoch_progress=progress)
-        self.rd.save_checkpoint(self.model, self.model.optimizer, meta,
+        self.rd.save_checkpoint(self.model, self.model.optimizer,
+                                self.meta(epoch, steps, progress),
                                 metric_variables=self.model.metrics_variables)
-        self.saved_steps = steps
+        self.state.saved_steps = steps
         self.write_state("running", steps)
         return self.rd.checkpoint_name(epoch, steps)
 
     def write_state(self, status, steps=0):
-        last = self.plan[self.completed - 1] if self.completed else None
+        completed, best = self.completed, self.state.best
+        last = self.plan[completed - 1] if completed else None
         self.rd.write_state({
-            "status": status, "completed_epochs": self.completed,
+            "status": status, "completed_epochs": completed,
             "total_epochs": self.protocol.total_epochs,
             "stage": None if last is None else last.stage_index + 1,
             "stage_epoch": None if last is None else last.stage_epoch + 1,
-            "best_val_accuracy": None if self.best is None else self.best[0],
-            "best_epoch": None if self.best is None else self.best[1],
+            "best_val_accuracy": None if best is None else best[0],
+            "best_epoch": None if best is None else best[1],
             "steps_into_next_epoch": steps,
-            "checkpoint": (self.rd.checkpoint_name(self.completed, steps)
-                           if self.completed or steps else None),
+            "checkpoint": (self.rd.checkpoint_name(completed, steps)
+                           if completed or steps else None),
             "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
 
     def plot(self):
-        if self.history and self.rd.writable:
+        if self.state.history and self.rd.writable:
             plot_history(self.rd.read_history(), self.rd.file(PLOT),
                          title=f"{self.model.name}: {self.protocol.name}",
                          stages=stage_labels(self.protocol))
-
-
-def _absolute(path):
-    return os.path.abspath(str(path)) if tio.is_local(path) else str(path)
 
 
 def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
@@ -275,7 +266,7 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
         raise TinynetError(f"{parent_dir} holds no run to continue from (config.json missing)")
     stored = parent.read_config()
     for key in ("model", "model_kwargs", "dataset_spec"):
-        if json.loads(json.dumps(identity[key])) != stored.get(key):
+        if not same_value(key, stored.get(key), identity[key]):
             raise TinynetError(f"cannot continue from {parent_dir}: its {key} is "
                                f"{stored.get(key)!r}, this run's is {identity[key]!r}")
     state = parent.read_state() if tio.exists(parent.file("state.json")) else {}
@@ -296,7 +287,7 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
     checkpoint.restore_variables(model, optimizer, meta, arrays, path)
     optimizer.iterations.assign(0)
     log(f"initialised from {path} ({meta['completed_epochs']} epochs of {parent_dir})")
-    return {"run_dir": _absolute(parent_dir), "checkpoint": os.path.basename(path),
+    return {"run_dir": absolute(parent_dir), "checkpoint": os.path.basename(path),
             "completed_epochs": meta["completed_epochs"],
             "protocol": stored.get("protocol", {}).get("name")}
 
@@ -354,79 +345,48 @@ def describe_strategy(strategy):
             "devices": devices}
 
 
-def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, seed=0,
-                 deterministic=False, restart=False, interpolation="nearest",
-                 augment_backend="imgaug", strategy=None, sync_batch_norm=False,
-                 model_parallel=None, init_from=None, checkpoint_every=None, paper=None,
-                 precision="float32", jit_compile="auto", augment_on="cpu",
-                 data_on_device=False, progress_every=None, log=print):
+def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, strategy=None,
+                 log=print, **settings):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
-    ``data`` is a ``tinynet.data.datasets.TrainData``. ``strategy``: a ``tf.distribute``
+    ``data`` is a ``tinynet.data.datasets.TrainData``; the keyword ``settings`` are those of
+    ``RunSettings`` (seed, deterministic, restart, ...). ``strategy``: a ``tf.distribute``
     strategy (``tinynet.training.distribute.make_strategy``) whose scope builds the model,
     optimizers and metrics and runs ``fit``; each stage's batch size is the global batch, split
-    across its replicas. ``sync_batch_norm``: BatchNormalization statistics over the global
-    batch. Under multi-worker only the chief writes ``run_dir``; every worker resumes from it.
-    ``model_parallel``: devices a model with parallel branches splits them over (its
-    ``devices`` argument); like the strategy, not part of the run's identity, so a run may
-    resume on other devices.
-    ``init_from``: a finished run directory whose final checkpoint (same model) starts this
-    run, recorded as its parent in config.json. ``checkpoint_every``: ``("seconds", n)`` or
-    ``("steps", n)`` (``tinynet.experiment.parse_interval``) between in-epoch
-    checkpoints, or None (epoch checkpoints, and one on SIGTERM). ``paper``: the figures the
-    paper reports for this experiment, recorded in config.json for ``tools/report.py``.
-    ``precision``: a Keras dtype policy of ``tinynet.training.precision`` (float32,
-    mixed_bfloat16, mixed_float16); ``jit_compile``: Keras' ``compile(jit_compile=)`` ("auto":
-    XLA where Keras chooses it, i.e. on a GPU); both belong to the run's identity.
-    ``augment_on="device"`` / ``data_on_device``: the per-batch input work inside the training
-    step (``tinynet.data.device_input``), recorded but not part of the identity (the batches
-    are the same function of ``(seed, epoch, step)``).
-    ``progress_every``: seconds between in-epoch progress lines without a terminal (None:
-    $TINYNET_PROGRESS_SECONDS, else 30; 0: none; a terminal shows a bar).
-    ``<run_dir>/tensorboard/`` holds TensorBoard logs (per-epoch metrics, lr per iteration,
-    stage boundaries); a resumed run appends to the same timeline.
-    Returns the finished model; raises ``Preempted`` after SIGTERM's checkpoint. Raises
-    ``TinynetError`` if ``run_dir`` holds a different run (unless ``restart``, which clears
-    it first).
+    across its replicas. Under multi-worker only the chief writes ``run_dir``; every worker
+    resumes from it. ``<run_dir>/tensorboard/`` holds TensorBoard logs (per-epoch metrics, lr
+    per iteration, stage boundaries); a resumed run appends to the same timeline.
+
+    The run goes in four steps, each a function of the one before: ``prepare`` (checks, run
+    directory, identity, model), ``resume_or_start`` (the newest checkpoint, a parent run, or
+    nothing; config.json), ``train`` (the epochs left, stage by stage) and ``finish`` (final
+    model, state, plot). Returns the finished model; raises ``Preempted`` after SIGTERM's
+    checkpoint. Raises ``TinynetError`` if ``run_dir`` holds a different run (unless
+    ``restart``, which clears it first).
     """
-    with precision_policy(precision):
-        return _run_protocol(
-            protocol, model_name=model_name, data=data, run_dir=run_dir,
-            model_kwargs=model_kwargs, seed=seed, deterministic=deterministic, restart=restart,
-            interpolation=interpolation, augment_backend=augment_backend, strategy=strategy,
-            sync_batch_norm=sync_batch_norm, model_parallel=model_parallel, init_from=init_from,
-            checkpoint_every=checkpoint_every, paper=paper, precision=precision,
-            jit_compile=jit_compile, augment_on=augment_on, data_on_device=data_on_device,
-            progress_every=progress_every, log=log)
+    settings = RunSettings(run_dir=str(run_dir), **settings)
+    with precision_policy(settings.precision):
+        run = prepare(protocol, model_name, model_kwargs, data, settings, strategy, log)
+        resume_or_start(run)
+        train(run)
+        return finish(run)
 
 
-def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, deterministic,
-                  restart, interpolation, augment_backend, strategy, sync_batch_norm,
-                  model_parallel, init_from, checkpoint_every, paper, precision, jit_compile,
-                  augment_on, data_on_device, progress_every, log):
+def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
+    """Everything checked that can be checked before training, the run directory opened (and
+    cleared under ``restart``), the identity compared with a recorded one, the model built
+    and placed: a ``RunContext`` with an empty ``TrainingState``."""
     from tinynet.data.device_input import check_device_input
 
     model_kwargs = dict(model_kwargs or {})
-    progress_every = progress_seconds(progress_every)  # a bad $TINYNET_PROGRESS_SECONDS: now
-    configure_determinism(seed, deterministic, log)
+    progress_seconds(settings.progress_every)  # a bad $TINYNET_PROGRESS_SECONDS: now
+    configure_determinism(settings.seed, settings.deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
-    check_device_input(augment_on, data_on_device, augment_backend,
+    check_device_input(settings.augment_on, settings.data_on_device, settings.augment_backend,
                        strategy.num_replicas_in_sync)
-    chief = is_chief(strategy)
+    chief, run_dir, restart = is_chief(strategy), settings.run_dir, settings.restart
     rd = RunDirectory(run_dir) if chief else ReaderRunDirectory(run_dir)
-    # what must match for a run directory to be resumed: the dataset by its registry name and
-    # the arguments that choose the data (not where it is read from), e.g. CIFAR's split
-    identity = {"model": model_name, "model_kwargs": model_kwargs, "protocol": protocol.to_dict(),
-                "seed": seed, "interpolation": interpolation,
-                "data": {"num_train": len(data.train), "num_val": len(data.val),
-                         "num_classes": data.num_classes},
-                "dataset_spec": {"name": data.spec.get("name"), "args": {
-                    k: v for k, v in data.spec.get("args", {}).items()
-                    if k not in LOCATION_ARGS}},
-                "augment_backend": augment_backend,
-                "init_from": _absolute(init_from) if init_from else None,
-                "precision": precision, "jit_compile": jit_compile,
-                "data_fingerprint": data.fingerprint()}
+    identity = run_identity(protocol, model_name, model_kwargs, data, settings)
     for i, stage in enumerate(protocol.stages):  # a bad optimizer fails now, not hours in
         if i == 0 or stage.optimizer:
             make_optimizer(protocol.optimizer_spec(i))
@@ -448,7 +408,7 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
     resuming = rd.has_run() and not (restart and not chief)
     stored = rd.read_config() if resuming and rd.has_config() else {}
     if stored:
-        _check_same_run(stored, identity, run_dir)
+        check_same_run(stored, identity, run_dir)
 
     replicas = strategy.num_replicas_in_sync
     for stage in protocol.stages:
@@ -457,158 +417,169 @@ def _run_protocol(protocol, *, model_name, data, run_dir, model_kwargs, seed, de
                 f"stage {stage.name!r}: batch {stage.batch_size} does not split evenly over "
                 f"{replicas} replicas (Keras would average unequal shares' means, not the "
                 f"batch's); use a number of devices that divides it")
+    split = settings.model_parallel
     with strategy.scope():
         model = get_model(model_name, num_classes=data.num_classes, **model_kwargs,
-                          **({"devices": list(model_parallel)} if model_parallel else {}))
+                          **({"devices": list(split)} if split else {}))
         model = float32_classifier(model)
-    if sync_batch_norm:
+    if settings.sync_batch_norm:
         count = synchronize_batch_norm(model)
         log(f"--sync-bn: {count} BatchNormalization layers use the global batch's statistics"
             if replicas > 1 else "--sync-bn: one replica, so nothing to synchronise")
     prepare_model(model, strategy)
-    placement = dict(describe_strategy(strategy),
-                     model_parallel=list(model_parallel) if model_parallel else None,
-                     keras_backend=keras.backend.backend(), augment_on=augment_on,
-                     data_on_device=bool(data_on_device))
+    placement = dict(describe_strategy(strategy), model_parallel=list(split) if split else None,
+                     keras_backend=keras.backend.backend(), augment_on=settings.augment_on,
+                     data_on_device=bool(settings.data_on_device))
     before = dict({"keras_backend": "tensorflow", "augment_on": "cpu", "data_on_device": False},
                   **stored.get("distribution", placement))
     if before != placement:
         log(f"note: {run_dir} trained so far with {stored['distribution']}; it continues "
             f"with {placement}")
-    run = _Run(protocol, model, data, rd, seed, log, interpolation, mean, std, augment_backend,
-               augment_on, data_on_device, jit_compile, identity)
-    run.progress_every = progress_every
+    run = RunContext(protocol, model, data, rd, settings, strategy, identity, mean, std, log)
+    run.model_kwargs, run.placement, run.resuming, run.chief = (
+        model_kwargs, placement, resuming, chief)
     run.tensorboard = TensorBoardLog(rd.path, protocol, writable=rd.writable)
-    owner = None  # the stage whose optimizer the model holds
+    return run
 
-    def use_optimizer_of(stage_index):
-        nonlocal owner
-        if protocol.optimizer_stage(stage_index) != owner:
-            owner = protocol.optimizer_stage(stage_index)
-            with strategy.scope():
-                optimizer = build_optimizer(protocol.optimizer_spec(stage_index), model)
-            model.optimizer = optimizer
-        return model.optimizer
 
-    found = None if restart and not chief else rd.latest_checkpoint(log)
-    parent = None  # (a run resumed without its config.json no longer knows its parent)
+def resume_or_start(run):
+    """Restores the newest readable checkpoint into the model, its optimizer and the
+    ``TrainingState`` (repairing the files a kill left behind it), or starts: from a parent
+    run's final checkpoint under ``init_from``, else from the built model; a run directory
+    whose every checkpoint is unreadable is refused. Then writes config.json if missing and
+    checks the disk can hold the next epoch's files."""
+    rd, protocol, log, settings = run.rd, run.protocol, run.log, run.settings
+    run_dir = settings.run_dir
+    found = None if settings.restart and not run.chief else rd.latest_checkpoint(log)
     # decided before training, so that every multi-worker member saves (or not) alike
-    save_final = not (found and tio.exists(rd.file(FINAL_MODEL)))
+    run.save_final = not (found and tio.exists(rd.file(FINAL_MODEL)))
     if found:
         path, meta, arrays = found
-        _check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir)
+        check_checkpoint_identity(meta, run.identity, protocol, settings.seed, path, run_dir)
         done = meta["completed_epochs"]
         # the optimizer of the epoch the checkpoint is inside of, or of the last one it finished
         in_epoch = meta.get("completed_steps", 0) and done < protocol.total_epochs
         stage_index = run.plan[done if in_epoch else min(done, protocol.total_epochs) - 1
                                ].stage_index
-        checkpoint.restore_variables(model, use_optimizer_of(stage_index), meta, arrays, path)
-        run.restore(meta, arrays)
-        run.saved_steps = run.steps_done
+        checkpoint.restore_variables(run.model, run.use_optimizer_of(stage_index), meta, arrays,
+                                     path)
+        run.state = TrainingState.restore(meta, arrays, rd.read_lr())
         # history.csv may be ahead of (a fallback) or behind (a kill between the two writes)
         # the checkpoint; the checkpoint's rows are the truth.
-        rd.write_history(run.history)
-        rd.write_lr(run.lrs)
-        if not run.steps_done:  # (inside an epoch the model is past the epoch that set them)
+        rd.write_history(run.state.history)
+        rd.write_lr(run.state.lrs)
+        if not run.state.steps_done:  # (inside an epoch the model is past the epoch that set them)
             run.write_best_files(run.completed)
         rd.remove_temporary_files()
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done"
-            + (f", {run.steps_done}/{run.plan[run.completed].steps} steps of the next"
-               if run.steps_done else ""))
+            + (f", {run.state.steps_done}/{run.plan[run.completed].steps} steps of the next"
+               if run.state.steps_done else ""))
     else:
-        if resuming and chief:
+        if run.resuming and run.chief:
             _refuse_starting_over(rd, run_dir)
-        optimizer = use_optimizer_of(0)
-        parent = (_initialise_from(init_from, model, optimizer, identity,
-                                   protocol.optimizer_spec(0), log) if init_from else None)
+        optimizer = run.use_optimizer_of(0)
+        if settings.init_from:
+            run.parent = _initialise_from(settings.init_from, run.model, optimizer, run.identity,
+                                          protocol.optimizer_spec(0), log)
     if rd.writable and not rd.has_config():
-        if resuming:
+        if run.resuming:
             log(f"note: {run_dir} had lost its config.json; it is written again from this "
                 f"command (its checkpoint recorded the same run)")
         # input_mean/std: what evaluation must apply to x / 255 before the model
+        data, mean, std = run.data, run.mean, run.std
         rd.write_config(dict(
-            identity, deterministic=deterministic, dataset=dict(data.description, **data.spec),
+            run.identity, deterministic=settings.deterministic,
+            dataset=dict(data.description, **data.spec),
             input_mean=None if mean is None else [float(m) for m in mean],
             input_std=None if std is None else [float(v) for v in std],
-            parent=parent, distribution=placement, paper=paper, **provenance()))
-
+            parent=run.parent, distribution=run.placement, paper=settings.paper,
+            **provenance()))
     if rd.writable and run.completed < protocol.total_epochs:
-        _check_free_space(rd, model, run_dir)
-    in_epoch = replicas == 1 and chief  # in-epoch checkpoints need one replica's state
-    if checkpoint_every and not in_epoch:
-        log("note: --checkpoint-every writes epoch checkpoints only under several replicas "
-            "(their running statistics are per replica)")
+        _check_free_space(rd, run.model, run_dir)
+
+
+def train(run):
+    """The epochs left, stage by stage, with SIGTERM as a flag that checkpoints and stops."""
+    one_replica = run.strategy.num_replicas_in_sync == 1 and run.chief
+    every = run.settings.checkpoint_every
+    if every and not one_replica:
+        run.log("note: --checkpoint-every writes epoch checkpoints only under several replicas "
+                "(their running statistics are per replica)")
     # Under multi-worker each worker would stop at its own next step and leave the others
     # waiting in an all-reduce: SIGTERM keeps its default there (TensorFlow's
     # PreemptionCheckpointHandler is the way to agree on a step across workers).
-    with PreemptionFlag(signals=() if is_multiworker(strategy) else None) as preemption:
+    with PreemptionFlag(signals=() if is_multiworker(run.strategy) else None) as preemption:
         try:
-            _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption,
-                   checkpoint_every if in_epoch else None, in_epoch, log)
+            while run.completed < run.protocol.total_epochs:
+                _fit_segment(run, preemption, every if one_replica else None, one_replica)
         except Preempted:
-            run.write_state("preempted", run.saved_steps)
+            run.write_state("preempted", run.state.saved_steps)
             raise
         finally:
             run.tensorboard.close()
 
-    if save_final:
-        rd.save_model(model, FINAL_MODEL)
+
+def _fit_segment(run, preemption, every, in_epoch):
+    """One ``fit``: the rest of a stage, or (resumed inside) the one epoch in progress."""
+    rd, model, strategy, state = run.rd, run.model, run.strategy, run.state
+    if preemption.received:  # arrived between fits: the last checkpoint is the newest
+        run.log(f"SIGTERM: stopped before epoch {run.completed + 1}; the last checkpoint "
+                f"{rd.checkpoint_name(run.completed, state.saved_steps)} holds everything done; "
+                f"re-run the same command to resume there")
+        raise Preempted("between epochs")
+    first, steps_done = run.completed, state.steps_done
+    p = run.plan[first]
+    session = StageSession(run, p.stage_index)
+    # an epoch resumed inside runs alone, then the stage goes on from the next epoch
+    end = first + 1 if steps_done else session.start + session.stage.epochs
+    if first == session.start and not steps_done and session.stage.restart_from_best:
+        path = rd.load_stage_best(model, p.stage_index - 1)
+        run.log(f"stage {p.stage_index + 1} starts from the best weights of stage "
+                f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
+                f"{state.stage_best[p.stage_index - 1][0]:.4f})")
+    with strategy.scope():
+        session.compile(model, run.use_optimizer_of(p.stage_index))
+    train_data, val = session.datasets(first, end, first_step=steps_done)
+    with strategy.scope():
+        spec = session.prepare_model(model, train_data)
+    epoch_end = session.epoch_end(first, run.on_epoch, steps_done, state.epoch_progress)
+
+    def save(epoch, steps):
+        return run.save_in_epoch(epoch, steps, epoch_end.progress())
+
+    restore = None
+    if steps_done:
+        # the compiled metrics' totals exist once the model is built symbolically
+        with strategy.scope():
+            model._symbolic_build(data_batch=spec)
+        restore = RestoreMetrics(state.metric_arrays)
+    run.callbacks = ordered_callbacks(
+        replica_statistics=(ReplicaStatistics(strategy)
+                            if strategy.num_replicas_in_sync > 1 else None),
+        restore_metrics=restore, lr=session.lr_callback(),
+        progress=session.progress(steps_done), epoch_end=epoch_end,
+        checkpoint=InEpochCheckpoint(save if in_epoch else None, p.steps, every, preemption,
+                                     steps_done, run.log, rd.checkpoint_name))
+    with strategy.scope():
+        model.fit(distribute_input(train_data, strategy), epochs=end, initial_epoch=first,
+                  steps_per_epoch=p.steps - steps_done,
+                  validation_data=distribute_input(val, strategy),
+                  callbacks=run.callbacks, shuffle=False, verbose=0)
+    state.left_epoch()
+    if run.completed != end:
+        raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
+                           f"{end} epochs")
+    run.plot()
+
+
+def finish(run):
+    """The final model (unless an earlier session saved it), state.json complete, the plot."""
+    if run.save_final:
+        run.rd.save_model(run.model, FINAL_MODEL)
     run.write_state("complete")
     run.plot()
-    best = run.best
-    log(f"done: {protocol.total_epochs} epochs; best val_accuracy {best[0]:.4f} at epoch "
-        f"{best[1]}; run dir {run_dir}")
-    return model
-
-
-def _train(run, protocol, model, strategy, rd, use_optimizer_of, preemption, every, in_epoch,
-           log):
-    """The epochs left, stage by stage (an epoch resumed inside first, on its own)."""
-    while run.completed < protocol.total_epochs:
-        if preemption.received:  # arrived between fits: the last checkpoint is the newest
-            log(f"SIGTERM: stopped before epoch {run.completed + 1}; the last checkpoint "
-                f"{rd.checkpoint_name(run.completed, run.saved_steps)} holds everything done; "
-                f"re-run the same command to resume there")
-            raise Preempted("between epochs")
-        first, steps_done = run.completed, run.steps_done
-        p = run.plan[first]
-        session = StageSession(run, p.stage_index)
-        # an epoch resumed inside runs alone, then the stage goes on from the next epoch
-        end = first + 1 if steps_done else session.start + session.stage.epochs
-        if first == session.start and not steps_done and session.stage.restart_from_best:
-            path = rd.load_stage_best(model, p.stage_index - 1)
-            log(f"stage {p.stage_index + 1} starts from the best weights of stage "
-                f"{p.stage_index} ({os.path.basename(path)}, val_accuracy "
-                f"{run.stage_best[p.stage_index - 1][0]:.4f})")
-        with strategy.scope():
-            session.compile(model, use_optimizer_of(p.stage_index))
-        train, val = session.datasets(first, end, first_step=steps_done)
-        with strategy.scope():
-            spec = session.prepare_model(model, train)
-        callbacks = session.callbacks(first, run.on_epoch, steps_done, run.progress)
-        epoch_end = next(cb for cb in callbacks if isinstance(cb, EpochEnd))
-        def save(epoch, steps):
-            return run.save_in_epoch(epoch, steps, epoch_end.progress())
-
-        guard = InEpochCheckpoint(save if in_epoch else None, p.steps, every, preemption,
-                                  steps_done, log, rd.checkpoint_name)
-        restore = []
-        if steps_done:
-            # the compiled metrics' totals exist once the model is built symbolically
-            with strategy.scope():
-                model._symbolic_build(data_batch=spec)
-            restore = [RestoreMetrics(run.metric_arrays)]
-        # the replicas' BN statistics agree before validation and the checkpoint
-        run.callbacks = ([ReplicaStatistics(strategy)] if strategy.num_replicas_in_sync > 1
-                         else []) + restore + callbacks + [guard]
-        with strategy.scope():
-            model.fit(distribute_input(train, strategy), epochs=end, initial_epoch=first,
-                      steps_per_epoch=p.steps - steps_done,
-                      validation_data=distribute_input(val, strategy),
-                      callbacks=run.callbacks, shuffle=False, verbose=0)
-        run.steps_done, run.progress, run.metric_arrays = 0, None, None
-        if run.completed != end:
-            raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
-                               f"{end} epochs")
-        run.plot()
+    best = run.state.best
+    run.log(f"done: {run.protocol.total_epochs} epochs; best val_accuracy {best[0]:.4f} at "
+            f"epoch {best[1]}; run dir {run.settings.run_dir}")
+    return run.model

@@ -20,7 +20,7 @@ import keras
 from tinynet.augment import get_augmenter
 from tinynet.data.pipeline import train_dataset
 from tinynet.errors import TinynetError
-from tinynet.training.callbacks import EpochEnd, check_lr_callbacks
+from tinynet.training.callbacks import EpochEnd
 from tinynet.training.optimizers import make_optimizer
 from tinynet.training.precision import wrap_optimizer
 
@@ -133,34 +133,39 @@ class StageSession:
         model.make_train_function(force=True)  # Keras binds train_step when it makes it
         return spec
 
-    def callbacks(self, first, on_epoch, steps_done=0, progress=None):
-        """The stage's lr callback (its saved state restored), the in-epoch progress report
-        (every ``run.progress_every`` seconds, ``tinynet.training.progress``) and the
-        per-epoch recorder; ``steps_done``/``progress``: epoch ``first`` resumes after that
-        many of its steps."""
-        from tinynet.training.progress import EpochProgress
-
+    def lr_callback(self):
+        """The stage's lr policy as a callback with its saved state restored (None: the policy
+        leaves the learning rate as it is)."""
         run, policy = self.run, self.stage.lr
         n = len(run.data.train)
-        callbacks = []
-        lr_callback = policy.callback(self.start,
-                                      run.protocol.optimizer_iterations_before(self.index, n),
-                                      self.steps)
-        if lr_callback is not None:
-            saved = run.callback_states.get(getattr(lr_callback, "state_key", None))
+        callback = policy.callback(self.start,
+                                   run.protocol.optimizer_iterations_before(self.index, n),
+                                   self.steps)
+        if callback is not None:
+            saved = run.state.callback_states.get(getattr(callback, "state_key", None))
             if saved and saved["stage"] == self.index:
-                lr_callback.set_state(saved["state"])
-            callbacks.append(lr_callback)
-        check_lr_callbacks(callbacks)
+                callback.set_state(saved["state"])
+        return callback
+
+    def progress(self, steps_done=0):
+        """The in-epoch progress report (every ``run.progress_every`` seconds without a
+        terminal, ``tinynet.training.progress``); ``steps_done``: steps of the first epoch
+        trained before this fit."""
+        from tinynet.training.progress import EpochProgress
+
+        run = self.run
+        return EpochProgress(run.protocol, len(run.data.train), steps_done,
+                             every=run.progress_every, log=run.log,
+                             measured=lambda: (run.state.seconds, run.state.units))
+
+    def epoch_end(self, first, on_epoch, steps_done=0, progress=None):
+        """The per-epoch recorder of a fit starting at epoch ``first``; ``steps_done`` /
+        ``progress``: that epoch resumes after that many of its steps, with its record."""
+        run, policy = self.run, self.stage.lr
+        n = len(run.data.train)
         stage_first_iteration = run.protocol.iterations_before(self.start, n)
         lr_at = None
         if policy.per_iteration:
             lr_at = lambda it: policy.value(0, it - stage_first_iteration, self.steps)  # noqa: E731
-        # before EpochEnd: a progress bar ends its line before the epoch's own line is logged
-        callbacks.append(EpochProgress(
-            run.protocol, n, steps_done, every=getattr(run, "progress_every", None),
-            log=getattr(run, "log", print),
-            measured=lambda: (getattr(run, "_seconds", 0.0), getattr(run, "_units", 0))))
-        callbacks.append(EpochEnd(on_epoch, run.protocol.iterations_before(first, n) + steps_done,
-                                  lr_at, progress=progress if steps_done else None))
-        return callbacks
+        return EpochEnd(on_epoch, run.protocol.iterations_before(first, n) + steps_done, lr_at,
+                        progress=progress if steps_done else None)
