@@ -275,15 +275,12 @@ def select_backend(name):
 
 
 def resolve_quick(args, experiment, preset=QuickPreset()):
-    """Fills flags left unset from the ``--quick`` preset (explicit flags always win), and
-    makes the logical devices and the strategy the device flags name: TensorFlow accepts
-    logical devices and the multi-worker and TPU runtimes only before it starts, and loading
-    data may start it."""
+    """Fills flags left unset from the ``--quick`` preset (explicit flags always win) and the
+    defaults that follow from other flags; no side effect (``set_up`` makes them)."""
     from tinynet.data.datasets import ALIASES, SYNTHETIC_OF, default_data_dir
-    from tinynet.training.distribute import configure_devices, parse_devices
 
     if hasattr(args, "backend"):
-        args.backend = select_backend(args.backend)
+        args.backend = args.backend or os.environ.get("KERAS_BACKEND", "tensorflow")
     if getattr(args, "data_on_device", False):
         args.augment_on = "device"
     default = getattr(args, "default_dataset", "tiny-imagenet")
@@ -299,11 +296,24 @@ def resolve_quick(args, experiment, preset=QuickPreset()):
     if args.data_dir is None:
         args.data_dir = default_data_dir(args.dataset)
     args.synthetic_spec = preset.synthetic if args.quick else {}
+    return args
+
+
+def set_up(args):
+    """The run's one set-up step, after parsing and before anything loads data or builds a
+    model: Keras' backend (``KERAS_BACKEND``, before Keras is imported), the logical devices
+    the device flags name, and the ``tf.distribute`` strategy (TensorFlow accepts logical
+    devices and the multi-worker and TPU runtimes only before it starts, and loading data may
+    start it; ``placement`` later gets the same strategy). Returns ``args``."""
+    from tinynet.training.distribute import configure_devices, make_strategy, parse_devices
+
+    if hasattr(args, "backend"):
+        chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
+        select_backend(None if args.backend == chosen else args.backend)
     for flag in ("devices", "model_parallel"):
         if getattr(args, flag, None):
             configure_devices(parse_devices(getattr(args, flag)))
-    if getattr(args, "strategy", "default") != "default":  # (placement() gets the same one)
-        from tinynet.training.distribute import make_strategy
+    if getattr(args, "strategy", "default") != "default":
         make_strategy(args.strategy, parse_devices(args.devices) if args.devices else None,
                       log=lambda line: print(line, flush=True))
     return args

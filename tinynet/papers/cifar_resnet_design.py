@@ -42,7 +42,7 @@ import dataclasses
 from tinynet.evaluation.reports import figure, paper_record, protocol_differences
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 load_data, positive_int, program_name, resolve_quick,
-                                run_experiment)
+                                run_experiment, set_up)
 from tinynet.training.lr import Cosine, CosineWarmRestarts, NYURule, StepDecay
 from tinynet.training.protocol import Mixup, Protocol, Stage
 
@@ -218,7 +218,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = set_up(parse_args(argv))
     model_kwargs = {}
     data = load_data(args)
     if args.sweep_optimizers:

@@ -54,7 +54,7 @@ import os
 
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 non_negative_int, positive_float, positive_int, program_name,
-                                resolve_quick, run_experiment)
+                                resolve_quick, run_experiment, set_up)
 from tinynet.errors import TinynetError
 from tinynet.training.lr import Constant, Plateau
 from tinynet.training.protocol import Protocol, Stage
@@ -148,7 +148,10 @@ def evaluate(run_dir, ten_crop, crop_size, log=print):
     return result
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The flags, resolved and checked: --quick's preset, the backbone, weights and image size
+    filled in; a weights file that does not exist and ImageNet weights Keras does not have
+    refused before anything is loaded."""
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", choices=sorted(SCHEDULE), default=None,
@@ -175,7 +178,7 @@ def main(argv=None):
     add_common_arguments(parser, EXPERIMENT, QUICK)
     parser.set_defaults(checkpoint_every=("seconds", 600.0))
     args = parser.parse_args(argv)
-    backbone = args.backbone or ("resnet18" if args.quick else "resnet101")
+    backbone = args.backbone = args.backbone or ("resnet18" if args.quick else "resnet101")
     args = resolve_quick(args, f"{EXPERIMENT}-{backbone}", QUICK)  # runs/denresnet-<backbone>
     if args.quick:
         for key, value in QUICK_MODEL.items():
@@ -198,6 +201,13 @@ def main(argv=None):
     if weights == "imagenet" and backbone in NO_KERAS_WEIGHTS:  # before the data is loaded
         raise TinynetError(f"{backbone} has no Keras ImageNet weights (keras.applications has no "
                            f"ResNet18/34); pass --weights none, or a Keras weights file")
+    return args
+
+
+def main(argv=None):
+    args = set_up(parse_args(argv))
+    backbone = args.backbone
+    weights = None if args.weights.lower() == "none" else args.weights
     model_kwargs = {"image_size": args.image_size, "weights": weights}
     if args.dropout:
         model_kwargs["dropout"] = args.dropout

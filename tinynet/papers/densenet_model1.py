@@ -35,7 +35,7 @@ import math
 
 from tinynet.evaluation.reports import figure, paper_record, protocol_differences
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
-                                program_name, resolve_quick, run_experiment)
+                                program_name, resolve_quick, run_experiment, set_up)
 from tinynet.training.lr import Plateau
 from tinynet.training.protocol import Protocol, Stage
 
@@ -100,7 +100,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = set_up(parse_args(argv))
     run_experiment(args, PROTOCOLS[args.stages], MODEL,
                    model_kwargs=QUICK.model_kwargs if args.quick else None, paper=paper(args))
 

@@ -31,7 +31,7 @@ import argparse
 
 from tinynet.evaluation.reports import figure, paper_record, protocol_differences
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
-                                program_name, resolve_quick, run_experiment)
+                                program_name, resolve_quick, run_experiment, set_up)
 from tinynet.training.lr import Cyclic
 from tinynet.training.protocol import Protocol, Stage
 
@@ -101,7 +101,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = set_up(parse_args(argv))
     run_experiment(args, protocol(args.optimizer), MODEL,
                    model_kwargs=QUICK.model_kwargs if args.quick else None, paper=paper(args))
 

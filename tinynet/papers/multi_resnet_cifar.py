@@ -54,7 +54,7 @@ best-validation model; each beside the paper's figure for the configuration, whe
 
 from tinynet.evaluation.reports import figure, paper_record, protocol_differences
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
-                                program_name, positive_int, resolve_quick, run_experiment)
+                                program_name, positive_int, resolve_quick, run_experiment, set_up)
 from tinynet.training.lr import StepDecay
 from tinynet.training.protocol import Protocol, Stage
 
@@ -201,7 +201,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = set_up(parse_args(argv))
     block, depth, k = args.block, args.depth, args.k
     model_kwargs = {"block": block, "depth": depth, "k": k}
     if args.shortcut:

@@ -29,7 +29,7 @@ import argparse
 
 from tinynet.evaluation.reports import figure, paper_record, protocol_differences
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
-                                program_name, resolve_quick, run_experiment)
+                                program_name, resolve_quick, run_experiment, set_up)
 from tinynet.training.lr import Constant
 from tinynet.training.protocol import Protocol, Stage
 
@@ -106,7 +106,7 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = set_up(parse_args(argv))
     _, survival, _ = VARIANTS[args.variant]
     model_kwargs = {"variant": args.block, "stem": args.stem, "batch_norm": args.batch_norm,
                     "stochastic_depth": survival, "seed": args.seed,
