@@ -13,6 +13,8 @@ shell ``for`` loop kept whole, ``a && b`` split). ``plan`` says what the test do
   becomes ``synthetic-cifar100``) and its model are built, nothing is trained;
 * ``refused``: needs hardware this machine lacks (a TPU, named GPUs): must end with one line
   on stderr and exit status 2;
+* ``cli``: the installed ``tinynet`` command (or ``python -m tinynet``), in its own process,
+  at quick scale like ``run``;
 * ``skip``: with the reason (the installation itself, this test suite, a second host).
 
 Tool arguments ``runs/<name>`` that do not exist are read as ``runs/<name>-quick`` (the same
@@ -37,7 +39,8 @@ PLACEHOLDER_SCRIPT = "multi_resnet_cifar"  # for experiments/<script>.py
 class Command:
     line: int  # the README line it starts on
     text: str  # as written (continuations joined)
-    action: str = "run"  # run, train, dry-run, refused, skip, shell, env, tensorboard, python-c
+    action: str = "run"  # run, train, dry-run, refused, skip, shell, env, tensorboard, python-c,
+    # cli (the installed ``tinynet`` command)
     argv: list = dataclasses.field(default_factory=list)
     env: dict = dataclasses.field(default_factory=dict)
     why: str = ""
@@ -142,6 +145,11 @@ def plan(cmds):
             cmd.action, cmd.argv = "tensorboard", words
         elif words[:2] == ["python", "-c"]:
             cmd.action, cmd.argv = "python-c", words
+        elif words[0] == "tinynet" or words[:3] == ["python", "-m", "tinynet"]:
+            # the installed command, in its own process as a user types it
+            args = words[1:] if words[0] == "tinynet" else words[3:]
+            cmd.action = "cli"
+            cmd.argv = ["python", "-m", "tinynet", *args] + (TINY if "--quick" in args else [])
         elif words[0] == "python" and words[1].startswith("experiments/"):
             words[1] = words[1].replace("<script>", PLACEHOLDER_SCRIPT)
             cmd.argv = words
@@ -261,7 +269,7 @@ def execute(cmd):
         return proc.returncode == 0, f"exit {proc.returncode} {_last(proc.stderr)}"
     if cmd.action == "tensorboard":
         return _tensorboard(cmd.argv)
-    if cmd.action in ("python-c", "env", "refused"):
+    if cmd.action in ("python-c", "env", "refused", "cli"):
         argv = [sys.executable] + cmd.argv[1:]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=900,
                               env=dict(os.environ, **cmd.env))

@@ -114,7 +114,10 @@ def test_layer_names_are_unique_and_follow_the_lua_modules():
         "stage2_block1_branch2_conv3"]
     assert block.branches[0].get_layer("stage2_block1_branch1_conv1").strides == (2, 2)
     assert block.shortcut.name == "stage2_block1_shortcut_conv"
-    assert model.get_layer("stage2_block1_preact_bn") is not None
+    # the shared pre-activation (bottleneck: one BN-ReLU before the branches and the shortcut)
+    layer_names = [l.name for l in model.layers]
+    assert isinstance(model.get_layer("stage2_block1_preact_bn"), keras.layers.BatchNormalization)
+    assert layer_names.index("stage2_block1_preact_bn") < layer_names.index("stage2_block1")
     basic = build_multi_resnet(14, 2, width=0.25)
     assert [l.name for l in basic.get_layer("stage3_block2").branches[0].layers] == [
         "stage3_block2_branch1_bn1", "stage3_block2_branch1_relu1", "stage3_block2_branch1_conv1",

@@ -56,6 +56,7 @@ from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments
                                 non_negative_int, positive_float, positive_int, program_name,
                                 resolve_quick, run_experiment, set_up)
 from tinynet.errors import TinynetError
+from tinynet.evaluation.reports import figure
 from tinynet.training.lr import Constant, Plateau
 from tinynet.training.protocol import Protocol, Stage
 
@@ -75,7 +76,15 @@ OPTIMIZER = {"name": "sgd", "learning_rate": LR, "momentum": 0.9,
 # tools/tune.py's default experiment, with the head/whole split of --two-phase searchable.
 SEARCH = {"default": True, "head_fraction": ("--two-phase", "--head-fraction")}
 NO_KERAS_WEIGHTS = ("resnet18", "resnet34")  # tinynet's own backbones (tinynet.models.transfer)
-PAPER = "Cheung 2017, DenResNet (seed 000), section 5"
+CITATION = "Cheung 2017, DenResNet (seed 000), section 5"
+ENSEMBLE_FIGURES = [
+    figure("ensemble ResNet101 + ResNet152 + DenseNet121, validation top-1 error", "val_error",
+           0.200, note="an ensemble: compare tools/ensemble.py over the three runs"),
+    figure("ensemble, test top-1 error (challenge server)", "test_error", 0.256,
+           note="the locked test set: submit tools/ensemble.py --submission")]
+RESNET18_FIGURE = figure("ResNet18 alone, validation top-1 error (about, 'limited training "
+                         "time')", "val_error", 0.65)
+FIGURES = ENSEMBLE_FIGURES + [RESNET18_FIGURE]
 # CPU demo: ResNet18 from scratch at 32 px, 4 epochs of 10 batches of 32. From scratch it needs a
 # few dozen steps before validation leaves chance (2 epochs of 3 steps stay at 0.05 on 20
 # classes; these reach about 0.7)
@@ -113,20 +122,13 @@ def paper(args, backbone):
         (f"--weights {args.weights} (the paper: ImageNet)", args.weights != "imagenet"),
         (f"batch {args.batch_size} (the paper: {SCHEDULE[backbone][0]})",
          bool(args.batch_size) and args.batch_size != SCHEDULE[backbone][0])) if differs]
-    figures = [{"what": "ensemble ResNet101 + ResNet152 + DenseNet121, validation top-1 error",
-                "metric": "val_error", "value": 0.200, "comparable": False,
-                "note": "an ensemble: compare tools/ensemble.py over the three runs"},
-               {"what": "ensemble, test top-1 error (challenge server)", "metric": "test_error",
-                "value": 0.256, "comparable": False,
-                "note": "the locked test set: submit tools/ensemble.py --submission"}]
+    figures = [dict(f) for f in ENSEMBLE_FIGURES]
     if args.batch_size == SCHEDULE[backbone][0]:  # the paper's own batch, given explicitly
         args = argparse.Namespace(**dict(vars(args), batch_size=None))
     differences = protocol_differences(args, extra)
     if backbone == "resnet18":
-        figures.append({"what": "ResNet18 alone, validation top-1 error (about, 'limited "
-                                "training time')", "metric": "val_error", "value": 0.65,
-                        "comparable": not differences})
-    return paper_record(PAPER, figures, differences)
+        figures.append(dict(RESNET18_FIGURE, comparable=not differences))
+    return paper_record(CITATION, figures, differences)
 
 
 def evaluate(run_dir, ten_crop, crop_size, log=print):

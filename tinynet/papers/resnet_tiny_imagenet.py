@@ -60,7 +60,7 @@ def protocol(variant):
 
 CITATION = ('Lei Sun, "ResNet on Tiny ImageNet", Stanford (seed 001): ResNet-34, full '
             'pre-activation blocks (e), batch 100, 1,000 iterations per epoch, on a K80')
-FIGURES = {  # variant -> its published figures (ResNet-34, block e)
+VARIANT_FIGURES = {  # variant -> its published figures (ResNet-34, block e)
     "vanilla": [figure("ResNet-34 (e) vanilla: validation error at 15k iterations",
                        "val_error", 0.48, at="final")],
     "improved": [figure("ResNet-34 (e) + stochastic depth, mean subtraction, flips: "
@@ -71,6 +71,7 @@ FIGURES = {  # variant -> its published figures (ResNet-34, block e)
     "final": [figure("ResNet-34 (e) + heavy augmentation: validation error after 70k "
                      "iterations", "val_error", 0.3468, at="final")],
 }
+FIGURES = [f for figures in VARIANT_FIGURES.values() for f in figures]
 
 
 def paper(args):
@@ -82,7 +83,7 @@ def paper(args):
          args.block != "e")) if differs]
     figures = [dict(f, comparable=True) if variant == args.variant else
                dict(f, comparable=False, note=f"the {variant} variant; this run is {args.variant}")
-               for variant in VARIANTS for f in FIGURES[variant]]
+               for variant in VARIANTS for f in VARIANT_FIGURES[variant]]
     return paper_record(CITATION, figures, protocol_differences(args, extra))
 
 
