@@ -8,7 +8,12 @@ import time
 
 import pytest
 
-from tinynet.training.distribute import ensure_logical_cpus
+# TensorFlow's CPU convolutions take the channels_first (NCHW) layout only through oneDNN, which
+# it turns on by default on some x86 CPUs alone (not on this AMD EPYC with AVX2): on, so that
+# the layout tests run on any x86 machine, and in every subprocess a test starts.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from tinynet.training.distribute import ensure_logical_cpus  # noqa: E402
 
 # Three logical CPU devices for the whole session (TensorFlow fixes its devices when its runtime
 # starts): data- and model-parallel tests run in this process; everything else uses CPU:0.

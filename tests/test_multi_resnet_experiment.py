@@ -101,13 +101,15 @@ def test_quick_run_end_to_end(runs):
     errors = json.loads((run_dir / "test_errors.json").read_text())
     accuracy = [float(r["val_accuracy"]) for r in rows]
     assert errors["test_is_validation"] and errors["published"] == 0.0928
-    assert errors["differs_from_paper"] == [
-        "generated data", "width 0.25", "0.0182927 x epochs", "--steps-per-epoch"]
+    assert errors["differs_from_paper"] == config["paper"]["differences"] == [
+        "generated data (synthetic-cifar10)", "--quick", "width 0.25", "epochs x0.0182927",
+        "4 steps per epoch"]
     assert errors["best_over_epochs_test_error"] == pytest.approx(1 - max(accuracy))
     assert errors["final_epoch_test_error"] == pytest.approx(1 - accuracy[-1])
     assert errors["best_epoch"] == int(np.argmax(accuracy)) + 1
     assert "best over epochs test error" in stdout
-    assert "published 9.28% (not comparable: generated data, width 0.25" in stdout
+    assert ("published 9.28% (not comparable: generated data (synthetic-cifar10), --quick, "
+            "width 0.25") in stdout
 
 
 def test_model_parallel_run_trains_as_the_single_device_run(runs):

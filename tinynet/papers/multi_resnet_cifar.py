@@ -210,13 +210,8 @@ def main(argv=None):
     check_configuration(**model_kwargs)  # before any data is downloaded
     dataset = args.dataset.replace("synthetic-", "")
     published = PUBLISHED.get((block, depth, k), {}).get(dataset)
-    differences = [what for what, differs in (
-        ("generated data", args.dataset.startswith("synthetic")),
-        (f"width {args.width:g}", args.width != 1.0),
-        (f"shortcut {args.shortcut}", (args.shortcut or "A") != "A" and block == "basic"),
-        (f"{args.epochs_scale:g} x epochs", args.epochs_scale != 1.0),
-        ("--steps-per-epoch", args.steps_per_epoch is not None)) if differs]
-    run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs,
-                   paper=paper(args))
-    test_errors(args.run_dir, published, differences, lambda line: print(line, flush=True))
+    record = paper(args)  # its differences are test_errors.json's too: one list
+    run_experiment(args, protocol(args.dataset, args.epochs), MODEL, model_kwargs, paper=record)
+    test_errors(args.run_dir, published, record["differences"],
+                lambda line: print(line, flush=True))
 
