@@ -8,12 +8,7 @@ import time
 
 import pytest
 
-# TensorFlow's CPU convolutions take the channels_first (NCHW) layout only through oneDNN, which
-# it turns on by default on some x86 CPUs alone (not on this AMD EPYC with AVX2): on, so that
-# the layout tests run on any x86 machine, and in every subprocess a test starts.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-from tinynet.training.distribute import ensure_logical_cpus  # noqa: E402
+from tinynet.training.distribute import ensure_logical_cpus
 
 # Three logical CPU devices for the whole session (TensorFlow fixes its devices when its runtime
 # starts): data- and model-parallel tests run in this process; everything else uses CPU:0.
@@ -68,6 +63,59 @@ def one_line_error(call, *args, **kwargs):
     message = str(info.value)
     assert "\n" not in message, message
     return message
+
+
+def cli_error(main, argv, capsys):
+    """``run_cli(main, argv)`` in this process (a paper's or a tool's ``main``): it must end
+    with exit status 2 and one line on stderr, without a traceback; returns that line."""
+    from tinynet.experiment import run_cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, [str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err.strip()
+
+
+def cli_output(main, argv, capsys):
+    """``main(argv)`` through ``run_cli`` in this process, ending with status 0 (``--help``
+    exits 0 too); returns its stdout."""
+    from tinynet.experiment import run_cli
+
+    capsys.readouterr()
+    try:
+        run_cli(main, [str(a) for a in argv])
+    except SystemExit as e:
+        assert e.code in (0, None), capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+_NCHW = []
+
+
+def channels_first_runs_here():
+    """Whether TensorFlow has a CPU convolution for the channels_first (NCHW) layout in this
+    process: only through oneDNN, which it turns on by default on some x86 CPUs alone (not on
+    an AMD EPYC with AVX2, for one). Where it has none, the layout tests are skipped here and
+    run by tests/test_channels_first.py in a process with oneDNN on."""
+    if not _NCHW:
+        import tensorflow as tf
+        try:
+            tf.nn.conv2d(tf.zeros((1, 1, 4, 4)), tf.zeros((1, 1, 1, 1)), 1, "VALID",
+                         data_format="NCHW").numpy()
+            _NCHW.append(True)
+        except Exception:  # noqa: BLE001 (UnimplementedError, or an op not registered)
+            _NCHW.append(False)
+    return _NCHW[0]
+
+
+def needs_channels_first():
+    """Skips the calling test where this process cannot run channels_first (see above)."""
+    if not channels_first_runs_here():
+        pytest.skip("no channels_first CPU kernel without oneDNN here: "
+                    "tests/test_channels_first.py runs this test with TF_ENABLE_ONEDNN_OPTS=1")
 
 
 def run_test_function(module, function, *args, timeout=600):

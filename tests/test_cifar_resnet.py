@@ -13,6 +13,8 @@ from tinynet.errors import TinynetError
 from tinynet.models import get_model, list_models, model_info
 from tinynet.models.cifar_resnet import SPECS, build_cifar_resnet
 
+from conftest import needs_channels_first
+
 # name, paper's name, B, C, builder trainable, builder total (+ BN moving stats), printed
 TABLE_1 = [
     ("nyu_resnet10_1", "ResNet-10-1", (1, 2, 1), (64, 128, 256), 1_530_698, 1_533_898, 312_490),
@@ -191,6 +193,8 @@ def _randomize_batch_norms(model, seed):
     dict(blocks=(1, 1), channels=(4, 6), conv_kernels=(3, 5), skip_kernels=(1, 8), pool=13),
 ])
 def test_equals_the_original_forward_pass(config, data_format):
+    if data_format == "channels_first":
+        needs_channels_first()
     model = build_cifar_resnet(**config, classifier_activation=None, data_format=data_format)
     _randomize_batch_norms(model, 0)
     x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
@@ -200,6 +204,7 @@ def test_equals_the_original_forward_pass(config, data_format):
 
 
 def test_data_formats_give_the_same_outputs_with_the_same_weights():
+    needs_channels_first()
     config = dict(blocks=(1, 2, 1), channels=(8, 16, 16))  # 2x2 pooled map: order matters
     last = build_cifar_resnet(**config, data_format="channels_last")
     first = build_cifar_resnet(**config, data_format="channels_first")

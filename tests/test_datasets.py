@@ -6,7 +6,7 @@ import pytest
 from tinynet.data.datasets import get_dataset, list_datasets
 from tinynet.errors import TinynetError
 
-from conftest import run_script
+from conftest import cli_error, cli_output
 
 
 def test_registry_names():
@@ -65,14 +65,15 @@ def test_tiny_imagenet_has_no_published_statistics(small_root):
         data.normalization("mean_std")
 
 
-def test_flags_a_dataset_does_not_take_are_one_line_errors(tmp_path):
-    proc = run_script("densenet_model1.py", "--quick", "--val-split", "100", "--data-dir",
-                      tmp_path, "--run-dir", tmp_path / "run", check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--val-split does not apply to dataset 'synthetic-tiny-imagenet'" in last
-    proc = run_script("cifar_resnet_design.py", "--help")
-    assert "synthetic-cifar100" in proc.stdout and "--val-split" in proc.stdout
+def test_flags_a_dataset_does_not_take_are_one_line_errors(tmp_path, capsys):
+    from tinynet.papers import get_paper
+
+    line = cli_error(get_paper("densenet_model1").main, [
+        "--quick", "--val-split", "100", "--data-dir", tmp_path, "--run-dir", tmp_path / "run"],
+        capsys)
+    assert "--val-split does not apply to dataset 'synthetic-tiny-imagenet'" in line
+    out = cli_output(get_paper("cifar_resnet_design").main, ["--help"], capsys)
+    assert "synthetic-cifar100" in out and "--val-split" in out
 
 
 def test_each_generated_dataset_takes_only_its_own_sizes(tmp_path):

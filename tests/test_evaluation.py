@@ -1,6 +1,5 @@
 """10-crop testing, ensembles, the Tiny ImageNet submission and tools/ensemble.py, on run
 directories made by hand (a tiny saved Keras model and a config.json as the runner writes it)."""
-import importlib.util
 import json
 import os
 import re
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
+from conftest import REPO, cli_error, load_file
 from tinynet.data.datasets import TrainData
 from tinynet.data.pipeline import ImageSet, resize_batch
 from tinynet.data.synthetic import write_synthetic_tiny_imagenet
@@ -250,19 +249,16 @@ def test_tool_end_to_end(runs, tmp_path):
     (["{a}", "--output", "{a}/config.json/table.md"], "is a file, not a folder"),
     (["{a}", "--submission", "{a}"], "is a folder"),
 ])
-def test_tool_errors_are_one_line(runs, tmp_path, args, message):
+def test_tool_errors_are_one_line(runs, tmp_path, args, message, capsys, monkeypatch):
     names = dict(runs["dirs"], missing=tmp_path / "nothing")
-    proc = run_tool(*[a.format(**names) for a in args], cwd=tmp_path)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    monkeypatch.chdir(tmp_path)
+    line = cli_error(load_tool().main, [a.format(**names) for a in args], capsys)
+    assert message in line
     assert not (tmp_path / "ensemble.md").exists()
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("ensemble_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file("tools", "ensemble", "evaluation")
 
 
 def test_tool_refuses_mismatched_runs_and_cifar_submissions(runs, tmp_path, capsys, monkeypatch):

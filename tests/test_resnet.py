@@ -12,7 +12,7 @@ from tinynet.layers import FusedBatchNormalization, StochasticDepth, linear_surv
 from tinynet.models import get_model, list_models
 from tinynet.models.resnet import TORCHVISION_PARAMS
 
-from conftest import REPO
+from conftest import REPO, needs_channels_first
 
 # width 0.25: at width 0.125 with the 64 px stem, TF 2.21's oneDNN CPU kernels corrupt the heap
 # during training (observed here; not a tinynet computation), so tests stay clear of it.
@@ -111,6 +111,7 @@ def test_fused_batch_norm_equals_keras(axis, shape):
 
 @pytest.mark.parametrize("name,variant", [("resnet18", "a"), ("resnet50", "e")])
 def test_data_formats_and_batch_norms_agree(name, variant):
+    needs_channels_first()
     x = np.random.default_rng(1).random((2, 64, 64, 3), np.float32)
     ref = get_model(name, variant=variant, **SMALL)
     for kw in ({"data_format": "channels_first"}, {"batch_norm": "fused"},

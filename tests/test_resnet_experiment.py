@@ -8,7 +8,7 @@ import sys
 import matplotlib.pyplot as plt
 import pytest
 
-from conftest import REPO, run_script
+from conftest import REPO, cli_error, load_file, run_script
 from test_protocol import load_script
 
 
@@ -68,8 +68,6 @@ def test_error_analysis_writes_its_files(resnet_run):
         assert plt.imread(out / png).shape[0] > 100
 
 
-def test_error_analysis_on_a_missing_run_is_one_line(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "error_analysis.py"),
-                           str(tmp_path)], capture_output=True, text=True)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and "config.json is missing" in last and "Traceback" not in proc.stderr
+def test_error_analysis_on_a_missing_run_is_one_line(tmp_path, capsys):
+    line = cli_error(load_file("tools", "error_analysis").main, [tmp_path], capsys)
+    assert "config.json is missing" in line

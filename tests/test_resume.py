@@ -4,7 +4,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import pytest
 
 from tinynet.training.rundir import HISTORY_COLUMNS
 
-from conftest import REPO, TINY_RUN, TINY_RUN_EPOCHS, run_script, run_script_and_kill
+from conftest import REPO, TINY_RUN, TINY_RUN_EPOCHS, run_script
 
 
 def tiny_args(data_dir, run_dir, *extra):
@@ -76,29 +75,8 @@ def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(reference
                                rtol=1e-6, atol=1e-7)
 
 
-# ~45 s: CI's slow step (the default suite keeps the 10-minute budget)
-@pytest.mark.slow
-def test_sigkill_mid_stage_then_resume_is_bit_identical(reference_run, quick_data_dir, tmp_path):
-    ref_dir, _ = reference_run
-    run_dir = tmp_path / "run"
-    # killed inside stage 5 (augmented), during epoch 6
-    status = run_script_and_kill("densenet_model1.py", *tiny_args(quick_data_dir, run_dir),
-                                 run_dir=run_dir, after_epochs=5, delay=0.2)
-    assert status == -signal.SIGKILL
-    state = json.loads((run_dir / "state.json").read_text())
-    assert state["status"] == "running" and state["completed_epochs"] < TINY_RUN_EPOCHS
-
-    (run_dir / "checkpoints" / ".tmp-x-ckpt-00009.npz").write_bytes(b"half")  # a torn write
-    resumed = run_script("densenet_model1.py", *tiny_args(quick_data_dir, run_dir))
-    assert not any(n.startswith(".tmp-") for n in os.listdir(run_dir / "checkpoints"))
-    assert f"resuming {run_dir} from ckpt-" in resumed.stdout
-    reference, final = final_checkpoint(ref_dir), final_checkpoint(run_dir)
-    weights = [k for k in reference if k != "meta"]
-    assert len(weights) > 100
-    for key in weights:
-        np.testing.assert_array_equal(final[key], reference[key], err_msg=key)
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    assert strip(history(run_dir)) == strip(history(ref_dir))  # no row lost or repeated
+# SIGKILL inside a stage (and inside every kind of write) then resume: tests/test_fault_battery.py
+# (20 kills, bit-identical); the stage-boundary resume: tests/test_model2.py.
 
 
 # ~25-35 s: CI's slow step (the default suite keeps the 10-minute budget)

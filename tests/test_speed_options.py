@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tinynet.errors import TinynetError
 
-from conftest import run_script
+from conftest import cli_error, run_script
 
 
 def protocol(recipe="flip", epochs=2, mixup=None):
@@ -165,12 +165,13 @@ def test_precision_and_jit_compile_belong_to_the_identity(data, tmp_path):
     train(data, run_dir, protocol=protocol(epochs=1))
 
 
-def test_cli_refuses_device_augmentation_with_imgaug(quick_data_dir, tmp_path):
-    proc = run_script("resnet_tiny_imagenet.py", "--quick", "--data-dir", quick_data_dir,
-                      "--run-dir", tmp_path / "run", "--augment-on", "device", check=False)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1].startswith("error: --augment-on device")
-    assert "--augment-backend native" in proc.stderr
+def test_cli_refuses_device_augmentation_with_imgaug(quick_data_dir, tmp_path, capsys):
+    from tinynet.papers import get_paper
+
+    line = cli_error(get_paper("resnet_tiny_imagenet").main, [
+        "--quick", "--data-dir", quick_data_dir, "--run-dir", tmp_path / "run",
+        "--augment-on", "device"], capsys)
+    assert line.startswith("error: --augment-on device") and "--augment-backend native" in line
     assert not (tmp_path / "run").exists()
 
 
