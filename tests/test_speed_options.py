@@ -146,8 +146,9 @@ def test_mixed_float16_checkpoints_the_loss_scale_and_resumes(data, tmp_path):
     # a kill after epoch 1: the run resumes from the first checkpoint and finishes
     (run_dir / "checkpoints" / "ckpt-00002.npz").unlink()
     (run_dir / "final_model.keras").unlink()
+    applied = int(model.optimizer.iterations.numpy())  # 4 steps, less any the loss scale skipped
     resumed = train(data, run_dir, precision="mixed_float16")
-    assert resumed.optimizer.iterations.numpy() == 4
+    assert 1 <= applied <= 4 and resumed.optimizer.iterations.numpy() == applied
     assert json.loads((run_dir / "state.json").read_text())["status"] == "complete"
 
 
