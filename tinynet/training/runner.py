@@ -119,10 +119,13 @@ class RunContext:
     and its ``TrainingState``; ``on_epoch`` is the per-epoch hook."""
 
     def __init__(self, protocol, model, data, rd, settings, strategy, identity, mean, std,
-                 log):
+                 log, *, placement, resuming, chief):
         self.protocol, self.model, self.data, self.rd = protocol, model, data, rd
         self.settings, self.strategy, self.identity, self.log = settings, strategy, identity, log
         self.mean, self.std = mean, std
+        self.placement = placement  # where it trains (config.json's "distribution")
+        self.resuming = resuming  # the run directory held a run when this command started
+        self.chief = chief  # the member that writes the run directory
         self.state = TrainingState()
         self._val = {}  # paired labels (mixup) or not -> validation dataset
         self.plan = protocol.epoch_plan(len(data.train))
@@ -435,9 +438,8 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
     if before != placement:
         log(f"note: {run_dir} trained so far with {stored['distribution']}; it continues "
             f"with {placement}")
-    run = RunContext(protocol, model, data, rd, settings, strategy, identity, mean, std, log)
-    run.model_kwargs, run.placement, run.resuming, run.chief = (
-        model_kwargs, placement, resuming, chief)
+    run = RunContext(protocol, model, data, rd, settings, strategy, identity, mean, std, log,
+                     placement=placement, resuming=resuming, chief=chief)
     run.tensorboard = TensorBoardLog(rd.path, protocol, writable=rd.writable)
     return run
 
