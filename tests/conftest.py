@@ -14,15 +14,16 @@ from tinynet.training.distribute import ensure_logical_cpus
 # starts): data- and model-parallel tests run in this process; everything else uses CPU:0.
 ensure_logical_cpus(3)
 
-from tinynet.data.synthetic import (ensure_synthetic_tiny_imagenet,  # noqa: E402
-                                    write_synthetic_tiny_imagenet)
-from tinynet.experiment import QuickPreset  # noqa: E402
+from tinynet.data.synthetic import write_synthetic_tiny_imagenet  # noqa: E402
+
+from shared_runs import copy_run, shared_data, shared_run  # noqa: E402,F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A protocol small enough for CI: every stage of the paper's protocol, 1-4 epochs of 2 steps,
-# at 1/16 width, on the --quick dataset.
-TINY_RUN = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "2"]
+# DenseNet Model 1 small enough for CI: every stage of the paper's protocol, 1-4 epochs of 4
+# steps, at 1/16 width, on the --quick dataset, --deterministic (one shared run: model1_run)
+TINY_RUN = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
+            "--deterministic"]
 TINY_RUN_EPOCHS = 8  # 1 + 1 + 1 + 1 + 4 (175 * 0.02 = 3.5 rounds to 4)
 
 
@@ -36,10 +37,37 @@ def small_root(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quick_data_dir(tmp_path_factory):
-    """The dataset ``--quick`` generates, made once for every CLI test."""
-    root = str(tmp_path_factory.mktemp("quick") / "synthetic")
-    ensure_synthetic_tiny_imagenet(root, **QuickPreset().synthetic)
-    return root
+    """The Tiny ImageNet twin ``--quick`` generates, made once for every test (read-only)."""
+    return shared_data(tmp_path_factory, "densenet_model1")
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    """``shared.run(script, *args, data=paper)``: a run made once for every test that asks for
+    the same command (tests/shared_runs.py); ``shared.data(paper)``: a paper's --quick data."""
+    class Shared:
+        @staticmethod
+        def run(script, *args, **kwargs):
+            return shared_run(tmp_path_factory, script, *args, **kwargs)
+
+        @staticmethod
+        def data(paper):
+            return shared_data(tmp_path_factory, paper)
+
+    return Shared
+
+
+def multi_resnet_run(shared, *extra):
+    """``(run_dir, stdout)`` of Multi-ResNet's --quick run at 4 steps an epoch, --deterministic,
+    with ``extra`` flags (where it runs), on its --quick data."""
+    return shared.run("multi_resnet_cifar", "--quick", "--steps-per-epoch", "4",
+                      "--deterministic", *extra, data="multi_resnet_cifar")
+
+
+@pytest.fixture(scope="session")
+def model1_run(shared):
+    """``(run_dir, stdout)`` of DenseNet Model 1's progressive protocol at ``TINY_RUN``."""
+    return shared.run("densenet_model1", *TINY_RUN, data="densenet_model1")
 
 
 def load_file(folder, name, prefix="script"):

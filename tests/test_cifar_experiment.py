@@ -1,14 +1,15 @@
 """seed 004's design-space experiment end to end at tiny scale on generated CIFAR-10: the code's
-protocol as data, mixup with paired targets, the test evaluation, a SIGKILL then resume that
+protocol as data, mixup with paired targets, the test evaluation, a resume inside the run that
 ends bit-identical, a continued run that records its parent, and the optimizer sweep."""
 import csv
 import json
-import signal
+import os
+import pathlib
 
 import numpy as np
 import pytest
 
-from conftest import run_script, run_script_and_kill
+from conftest import cli_error, copy_run, run_script
 from test_protocol import load_script
 
 SCRIPT = "cifar_resnet_design.py"
@@ -47,12 +48,11 @@ def run_dir_files(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cifar")
-    data_dir, run_dir = base / "data", base / "run"
-    proc = run_script(SCRIPT, *TINY, "--deterministic", "--data-dir", data_dir,
-                      "--run-dir", run_dir)
-    return data_dir, run_dir, proc.stdout
+def reference(shared):
+    """The shared run (read-only); its generated CIFAR-10 folder."""
+    run_dir, stdout = shared.run(SCRIPT[:-3], *TINY, "--deterministic",
+                                 data="cifar_resnet_design")
+    return pathlib.Path(shared.data("cifar_resnet_design")), run_dir, stdout
 
 
 def test_quick_run_end_to_end(reference):
@@ -70,16 +70,17 @@ def test_quick_run_end_to_end(reference):
     assert "test: top-1" in stdout and "mixup alpha 1" in stdout
 
 
-# ~25-35 s: CI's slow step (the default suite keeps the 10-minute budget)
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(reference, tmp_path):
+def test_a_resume_after_the_first_epoch_is_bit_identical(reference, tmp_path):
+    """Mixup's pairing, Adadelta's accumulators and the NYU rule carry over a resume: the run
+    as a kill during epoch 2 leaves it (the fault battery kills everywhere else) ends as the
+    uninterrupted run."""
     data_dir, ref_dir, _ = reference
-    run_dir = tmp_path / "run"
+    run_dir = copy_run(ref_dir, tmp_path / "run")
+    for name in (f"checkpoints/ckpt-{EPOCHS:05d}.npz", "final_model.keras"):
+        os.remove(run_dir / name)
     args = [*TINY, "--deterministic", "--data-dir", data_dir, "--run-dir", run_dir]
-    status = run_script_and_kill(SCRIPT, *args, run_dir=run_dir, after_epochs=1, delay=0.3)
-    assert status == -signal.SIGKILL
-    assert json.loads((run_dir / "state.json").read_text())["completed_epochs"] < EPOCHS
-    run_script(SCRIPT, *args)
+    assert "from ckpt-00001.npz" in run_script(SCRIPT, *args).stdout
     name = f"ckpt-{EPOCHS:05d}.npz"
     with np.load(ref_dir / "checkpoints" / name) as a, np.load(run_dir / "checkpoints" / name) as b:
         keys = [k for k in a.files if k != "meta"]
@@ -105,28 +106,27 @@ def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     assert "done: 1 epochs" in again.stdout  # re-running the command finds the finished run
 
 
-@pytest.mark.slow  # (12 s: CI's slow step keeps the default run in budget)
 def test_a_resume_with_another_split_and_a_continuation_of_an_unfinished_run_are_refused(
-        reference, tmp_path):
+        reference, design, tmp_path, capsys):
     data_dir, ref_dir, _ = reference
-    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
-                      "--split-seed", "7", check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and "holds a run with a different dataset_spec" in last
+    before = (ref_dir / "config.json").read_bytes()
+    last = cli_error(design.main, [*TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
+                                   "--split-seed", "7"], capsys)
+    assert "holds a run with a different dataset_spec" in last
+    assert (ref_dir / "config.json").read_bytes() == before
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     for name in ("config.json", "checkpoints"):
         (unfinished / name).symlink_to(ref_dir / name)
     (unfinished / "state.json").write_text(json.dumps({"status": "running", "completed_epochs": 1,
                                                        "total_epochs": 2}))
-    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", unfinished,
-                      "--continue-epochs", "25", check=False)
-    last = proc.stderr.strip().splitlines()[-1]
-    assert proc.returncode == 2 and "that run is not finished (1 of 2 epochs)" in last
-    proc = run_script(SCRIPT, *TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
-                      "--continue-epochs", "25", "--optimizer", "sgd",
-                      "--continue-run-dir", tmp_path / "sgd", check=False)
-    assert proc.returncode == 2 and "continue with the same optimizer" in proc.stderr
+    last = cli_error(design.main, [*TINY, "--data-dir", data_dir, "--run-dir", unfinished,
+                                   "--continue-epochs", "25"], capsys)
+    assert "that run is not finished (1 of 2 epochs)" in last
+    last = cli_error(design.main, [*TINY, "--data-dir", data_dir, "--run-dir", ref_dir,
+                                   "--continue-epochs", "25", "--optimizer", "sgd",
+                                   "--continue-run-dir", tmp_path / "sgd"], capsys)
+    assert "continue with the same optimizer" in last and not (tmp_path / "sgd").exists()
 
 
 @pytest.mark.slow

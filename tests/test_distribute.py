@@ -5,7 +5,6 @@ mirrored run with the same replicas."""
 import csv
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,10 +17,9 @@ from tinynet.errors import TinynetError
 from tinynet.devices import normalize_device
 from tinynet.training.distribute import parse_devices
 
-from conftest import REPO, run_script, run_test_function
+from conftest import REPO, copy_run, multi_resnet_run, run_script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SYNTHETIC = dict(num_classes=10, train_per_class=24, test_per_class=8)
 
 
 def test_device_names_and_lists():
@@ -101,32 +99,6 @@ def test_sync_bn_normalises_with_the_global_batch(synchronized):
     np.testing.assert_allclose(moving_variance, expected, rtol=1e-4)
 
 
-def protocol():
-    from tinynet.training.lr import Constant
-    from tinynet.training.protocol import Protocol, Stage
-    return Protocol(name="mirrored_test", optimizer={"name": "adam", "learning_rate": 3e-3},
-                    val_resolution=32, eval_batch_size=40,
-                    stages=(Stage("train", 32, 32, 3, steps_per_epoch=4, augment="cifar_crop_flip",
-                                  lr=Constant()),))
-
-
-def train(data_dir, run_dir, strategy_name, devices):
-    """Runs the protocol under a strategy (in a fresh process, with logical CPUs)."""
-    from tinynet.data.datasets import get_dataset
-    from tinynet.training.distribute import configure_devices, make_strategy
-    from tinynet.training.runner import run_protocol
-    configure_devices(devices)
-    data = get_dataset("synthetic-cifar10", data_dir=data_dir, **SYNTHETIC)
-    run_protocol(protocol(), model_name="cifar_resnet", model_kwargs={"width": 0.25}, data=data,
-                 run_dir=run_dir, seed=1, deterministic=True,
-                 strategy=make_strategy(strategy_name, devices))
-
-
-def run_in_process(data_dir, run_dir, strategy_name="mirrored", devices=("CPU:0", "CPU:1")):
-    return run_test_function("test_distribute", "train", str(data_dir), str(run_dir),
-                             strategy_name, list(devices) if devices else None)
-
-
 def history(run_dir):
     with open(os.path.join(run_dir, "history.csv")) as f:
         return list(csv.DictReader(f))
@@ -137,18 +109,14 @@ def arrays(path):
         return {k: data[k] for k in data.files if k != "meta"}
 
 
-@pytest.fixture(scope="module")
-def cifar_dir(tmp_path_factory):
-    from tinynet.data.synthetic import ensure_synthetic_cifar
-    root = str(tmp_path_factory.mktemp("cifar") / "synthetic-cifar10")
-    ensure_synthetic_cifar(root, "cifar10", **SYNTHETIC)
-    return root
+MIRRORED = ("--strategy", "mirrored", "--devices", "2")
 
 
 @pytest.fixture(scope="module")
-def mirrored_run(cifar_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("mirrored") / "run"
-    return run_dir, run_in_process(cifar_dir, run_dir)
+def mirrored_run(shared):
+    """Multi-ResNet's --quick run mirrored over two logical CPUs (shared with its experiment's
+    tests)."""
+    return multi_resnet_run(shared, *MIRRORED)
 
 
 def test_mirrored_run_learns_and_records_its_replicas(mirrored_run):
@@ -159,7 +127,8 @@ def test_mirrored_run_learns_and_records_its_replicas(mirrored_run):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distribution"]["strategy"] == "MirroredStrategy"
     assert config["distribution"]["replicas"] == 2
-    assert config["protocol"]["stages"][0]["batch_size"] == 32  # the global batch
+    assert config["protocol"]["stages"][0]["batch_size"] == 128  # the global batch
+    assert (run_dir / "test_errors.json").exists()
 
 
 def test_mirrored_validation_is_what_the_saved_model_gives(mirrored_run):
@@ -174,13 +143,15 @@ def test_mirrored_validation_is_what_the_saved_model_gives(mirrored_run):
     assert result["top1_accuracy"] == pytest.approx(float(last["val_accuracy"]))
 
 
-@pytest.mark.slow  # (15 s; the default suite keeps the mirrored run and its validation)
-def test_mirrored_resume_is_bit_identical(mirrored_run, cifar_dir, tmp_path):
+@pytest.mark.slow  # the one mirrored resume (the fault battery kills a single-device run)
+def test_mirrored_resume_is_bit_identical(mirrored_run, shared, tmp_path):
     ref_dir, _ = mirrored_run
-    run_dir = tmp_path / "run"
-    shutil.copytree(ref_dir, run_dir)
-    os.remove(run_dir / "checkpoints" / "ckpt-00003.npz")  # as if killed during epoch 3
-    stdout = run_in_process(cifar_dir, run_dir)
+    run_dir = copy_run(ref_dir, tmp_path / "run")
+    for name in ("checkpoints/ckpt-00003.npz", "final_model.keras"):  # as if killed in epoch 3
+        os.remove(run_dir / name)
+    stdout = run_script("multi_resnet_cifar.py", "--quick", "--steps-per-epoch", "4",
+                        "--deterministic", *MIRRORED, "--data-dir",
+                        shared.data("multi_resnet_cifar"), "--run-dir", run_dir).stdout
     assert "from ckpt-00002.npz: 2/3 epochs done" in stdout
     a, b = (arrays(d / "checkpoints" / "ckpt-00003.npz") for d in (ref_dir, run_dir))
     assert a.keys() == b.keys()
@@ -202,7 +173,7 @@ def free_ports(n):
 
 
 @pytest.mark.slow
-def test_two_worker_experiment_on_localhost_trains_as_mirrored(tmp_path):
+def test_two_worker_experiment_on_localhost_trains_as_mirrored(shared, tmp_path):
     """The Multi-ResNet script as two workers (TF_CONFIG on 127.0.0.1, one CPU replica each),
     generating their data at the same time: the chief writes the run directory and the test
     errors, the worker ends with status 0 and writes nothing, and the history is the mirrored
@@ -239,10 +210,7 @@ def test_two_worker_experiment_on_localhost_trains_as_mirrored(tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["distribution"]["strategy"] == "CollectiveAllReduceStrategy"  # (MWMS)
     assert config["distribution"]["replicas"] == 2
-    mirrored = tmp_path / "mirrored"
-    run_script("multi_resnet_cifar.py", "--quick", "--steps-per-epoch", "4", "--deterministic",
-               "--data-dir", data_dir,
-               "--run-dir", mirrored, "--strategy", "mirrored", "--devices", "2")
+    mirrored, _ = multi_resnet_run(shared, *MIRRORED)
     ours, theirs = history(run_dir), history(mirrored)
     # training: the same; validation: Keras averages each worker's metric, and the last
     # partial validation batch (200 = 128 + 72) need not reach the workers in equal shares:

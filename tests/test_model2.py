@@ -56,10 +56,8 @@ def lr_rows(run_dir):
 
 
 @pytest.fixture(scope="module")
-def reference_run(quick_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("model2") / "run"
-    proc = run_script("densenet_model2.py", *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
-    return run_dir, proc.stdout
+def reference_run(shared):
+    return shared.run("densenet_model2", *TINY, data="densenet_model2")
 
 
 def test_six_phases_end_to_end(reference_run, model2):

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_error, run_script
+from conftest import REPO, cli_error, multi_resnet_run
 from test_protocol import load_script
 
 SCRIPT = "multi_resnet_cifar.py"
@@ -62,29 +62,17 @@ def test_mean_border_recipe_pads_with_the_mean_colour():
     assert x.dtype == np.float32 and x.shape == (16, 32, 32, 3)
 
 
-def tiny(data_dir, run_dir, *extra):
-    # 4 steps per epoch, the --quick preset's before it took 8 for the demo to learn: these
-    # tests check the run, not what it learns
-    return ["--quick", "--steps-per-epoch", "4", "--data-dir", data_dir, "--run-dir", run_dir,
-            *extra]
-
-
 def history(run_dir):
     with open(run_dir / "history.csv") as f:
         return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """The --quick run on one device, split over two logical CPUs, and mirrored over two."""
-    base = tmp_path_factory.mktemp("multi")
-    data_dir = base / "data"
-    out = {}
-    for name, extra in (("single", []), ("split", ["--model-parallel", "CPU:0,CPU:1"]),
-                        ("mirrored", ["--strategy", "mirrored", "--devices", "2"])):
-        proc = run_script(SCRIPT, *tiny(data_dir, base / name, "--deterministic", *extra))
-        out[name] = (base / name, proc.stdout)
-    return data_dir, out
+def runs(shared):
+    """The --quick run on one device and split over two logical CPUs (4 steps an epoch: these
+    tests check the run, not what it learns)."""
+    return None, {name: multi_resnet_run(shared, *extra) for name, extra in (
+        ("single", []), ("split", ["--model-parallel", "CPU:0,CPU:1"]))}
 
 
 def test_quick_run_end_to_end(runs):
@@ -136,18 +124,8 @@ def test_model_parallel_run_trains_as_the_single_device_run(runs):
     assert "not present; computing on one device" in proc.stderr
 
 
-def test_mirrored_run_records_its_replicas(runs):
-    _, out = runs
-    run_dir, stdout = out["mirrored"]
-    assert "strategy mirrored: 2 replica(s)" in stdout
-    assert json.loads((run_dir / "config.json").read_text())["distribution"]["replicas"] == 2
-    losses = [float(r["loss"]) for r in history(run_dir)]
-    assert len(losses) == EPOCHS and all(np.isfinite(losses))
-    assert (run_dir / "test_errors.json").exists()
-
-
-# a mirrored run killed and resumed: tests/test_distribute.py (bit-identical, the one mirrored
-# resume); kills at every kind of moment: tests/test_fault_battery.py
+# the mirrored run (its replicas, its validation, the one mirrored resume): tests/test_distribute.py;
+# kills at every kind of moment: tests/test_fault_battery.py
 
 
 def test_impossible_depth_is_one_line_before_any_data(tmp_path, capsys):

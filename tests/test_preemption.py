@@ -17,12 +17,9 @@ import pytest
 from tinynet.experiment import parse_interval
 from tinynet.training import checkpoint
 
-from conftest import REPO, cli_error, run_script
+from conftest import REPO, TINY_RUN as TINY, cli_error, run_script
 
-SCRIPT = "densenet_model1.py"
-# 8 epochs of 4 steps (every stage of the protocol) at 1/16 width on the --quick data
-TINY = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
-        "--deterministic"]
+SCRIPT = "densenet_model1.py"  # TINY: 8 epochs of 4 steps, every stage of the protocol
 
 
 def test_in_epoch_checkpoint_names_sort_after_their_epoch(tmp_path):
@@ -132,16 +129,10 @@ def assert_same_run(run_dir, ref_dir, epochs=8):
     assert (run_dir / "lr.csv").read_text() == (ref_dir / "lr.csv").read_text()
 
 
-@pytest.fixture(scope="module")
-def reference(quick_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("ref") / "run"
-    run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
-    return run_dir
-
-
 @pytest.mark.slow
-def test_sigterm_at_a_random_step_checkpoints_exits_143_and_resumes(reference, quick_data_dir,
+def test_sigterm_at_a_random_step_checkpoints_exits_143_and_resumes(model1_run, quick_data_dir,
                                                                     tmp_path):
+    reference, _ = model1_run
     delay = random.Random(os.getpid()).uniform(0.0, 6.0)
     run_dir = tmp_path / "run"
     proc = start(run_dir, quick_data_dir)  # no --checkpoint-every: SIGTERM alone saves
