@@ -65,6 +65,15 @@ def multi_resnet_run(shared, *extra):
 
 
 @pytest.fixture(scope="session")
+def resnet_run(shared):
+    """The run directory of ResNet-18's --quick protocol (every stage, 2 steps an epoch)."""
+    run_dir, _ = shared.run("resnet_tiny_imagenet", "--quick", "--depth", "18",
+                            "--epochs-scale", "0.05", "--steps-per-epoch", "2",
+                            data="resnet_tiny_imagenet")
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def model1_run(shared):
     """``(run_dir, stdout)`` of DenseNet Model 1's progressive protocol at ``TINY_RUN``."""
     return shared.run("densenet_model1", *TINY_RUN, data="densenet_model1")

@@ -289,16 +289,12 @@ def test_tool_refuses_mismatched_runs_and_cifar_submissions(runs, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_tool_on_a_trained_run(quick_data_dir, tmp_path):
+def test_tool_on_a_trained_run(resnet_run, quick_data_dir, tmp_path):
     """On a run directory the runner wrote: the plain figure is the run's best validation
     accuracy, and the submission covers the --quick dataset's test images."""
     import csv
 
-    from conftest import run_script
-
-    run_dir = tmp_path / "run"
-    run_script("resnet_tiny_imagenet.py", "--quick", "--depth", "18", "--epochs-scale", "0.05",
-               "--steps-per-epoch", "2", "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    run_dir = resnet_run
     proc = run_tool(run_dir, run_dir, "--ten-crop", "--output", tmp_path / "t.md",
                     "--submission", tmp_path / "s.txt")
     assert proc.returncode == 0, proc.stderr

@@ -1,14 +1,11 @@
 """seed 001's experiment end to end at tiny scale, and the error-analysis tool on its run dir."""
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import matplotlib.pyplot as plt
 import pytest
 
-from conftest import REPO, cli_error, load_file, run_script
+from conftest import cli_error, cli_output, copy_run, load_file
 from test_protocol import load_script
 
 
@@ -29,13 +26,7 @@ def test_variants_follow_seed_001():
     assert script.VARIANTS["vanilla"][1] is None and script.VARIANTS["final"][1] == 0.5
 
 
-@pytest.fixture(scope="module")
-def resnet_run(quick_data_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("resnet") / "run"
-    run_script("resnet_tiny_imagenet.py", "--quick", "--depth", "18", "--epochs-scale", "0.05",
-               "--steps-per-epoch", "2", "--data-dir", quick_data_dir, "--run-dir", run_dir)
-    return run_dir
-
+# resnet_run (conftest): the shared --quick run of ResNet-18
 
 def test_quick_run_end_to_end(resnet_run):
     state = json.loads((resnet_run / "state.json").read_text())
@@ -47,13 +38,12 @@ def test_quick_run_end_to_end(resnet_run):
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
 
-def test_error_analysis_writes_its_files(resnet_run):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "error_analysis.py"),
-                           str(resnet_run), "--gallery", "6"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    out = resnet_run / "analysis"
+def test_error_analysis_writes_its_files(resnet_run, tmp_path, capsys):
+    run_dir = copy_run(resnet_run, tmp_path / "run")  # it writes into the run directory
+    cli_output(load_file("tools", "error_analysis").main, [run_dir, "--gallery", "6"], capsys)
+    out = run_dir / "analysis"
     metrics = json.loads((out / "metrics.json").read_text())
-    with open(resnet_run / "history.csv") as f:
+    with open(run_dir / "history.csv") as f:
         rows = list(csv.DictReader(f))
     best = max(float(r["val_accuracy"]) for r in rows)
     assert metrics["images"] == 200 and metrics["top1_accuracy"] == pytest.approx(best, abs=1e-6)
