@@ -21,9 +21,10 @@ from shared_runs import copy_run, shared_data, shared_run  # noqa: E402,F401
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # DenseNet Model 1 small enough for CI: every stage of the paper's protocol, 1-4 epochs of 4
-# steps, at 1/16 width, on the --quick dataset, --deterministic (one shared run: model1_run)
+# steps of 32 images, at 1/16 width, on the --quick dataset, --deterministic (one shared run:
+# model1_run)
 TINY_RUN = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
-            "--deterministic"]
+            "--batch-size", "32", "--deterministic"]
 TINY_RUN_EPOCHS = 8  # 1 + 1 + 1 + 1 + 4 (175 * 0.02 = 3.5 rounds to 4)
 
 

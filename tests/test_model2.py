@@ -16,7 +16,9 @@ from tinynet.training.schedules import cyclic_lr
 from conftest import run_script
 from test_protocol import load_script
 
-TINY = ["--quick", "--width", "0.0625", "--steps-per-epoch", "3", "--deterministic"]
+# every phase one epoch of 3 steps of 32 images, at 1/16 width
+TINY = ["--quick", "--width", "0.0625", "--steps-per-epoch", "3", "--batch-size", "32",
+        "--deterministic"]
 EPOCHS = 6  # every phase scales to one epoch
 
 
