@@ -214,3 +214,32 @@ def run_script_and_kill(script, *args, run_dir, after_epochs, delay, timeout=300
     finally:
         proc.wait()
     return proc.returncode
+
+
+# Seconds each file took on 2 cores (default tier, slow tier; 2026-12-03), the longest handed
+# out first: pytest-xdist gives files to workers in collection order, so both workers start on
+# the long ones and end together instead of one finishing a long file alone at the end
+# (xdist's own reordering puts files with many tests first, which are not the long ones here).
+FILE_SECONDS = {
+    "test_readme.py": (0, 779), "test_fault_battery.py": (0, 465),
+    "test_native_augment.py": (67, 268), "test_speed_options.py": (64, 202),
+    "test_cifar_experiment.py": (31, 187), "test_denresnet_experiment.py": (38, 168),
+    "test_models.py": (8, 162), "test_backends.py": (0, 152), "test_transfer.py": (0, 129),
+    "test_preemption.py": (0, 122), "test_resume.py": (93, 106), "test_distribute.py": (106, 93),
+    "test_evaluation.py": (12, 65), "test_multi_resnet.py": (31, 60), "test_resnet.py": (66, 59),
+    "test_tune.py": (0, 57), "test_interrupts.py": (0, 48), "test_model2.py": (99, 31),
+    "test_install.py": (0, 26), "test_multi_resnet_experiment.py": (82, 0),
+    "test_resnet_experiment.py": (81, 0), "test_stage_setup.py": (60, 0),
+    "test_checkpoint.py": (40, 0), "test_channels_first.py": (37, 0),
+}
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # keep the order below
+
+
+def pytest_collection_modifyitems(config, items):
+    tier = 1 if config.getoption("markexpr", "").strip() == "slow" else 0
+    items.sort(key=lambda item: -FILE_SECONDS.get(os.path.basename(str(item.fspath)),
+                                                  (0, 0))[tier])

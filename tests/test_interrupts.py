@@ -3,6 +3,7 @@ checkpoint write, the command ends with the "re-run the same command to resume" 
 status 130 -- never a traceback (a SIGINT landing while TensorFlow runs Python code from C++
 used to surface as an internal ``SystemError``) -- and re-running resumes."""
 import csv
+import gc
 import os
 import random
 import signal
@@ -12,7 +13,8 @@ import time
 
 import pytest
 
-from tinynet.experiment import RESUME_LINE
+from tinynet.errors import note_interrupt
+from tinynet.experiment import RESUME_LINE, run_cli
 from tinynet.training.checkpoint import list_checkpoints, read_checkpoint
 
 from conftest import REPO
@@ -82,3 +84,28 @@ def test_ctrl_c_at_any_moment_says_how_to_resume_and_resumes(tmp_path):
     with open(run_dir / "lr.csv") as f:
         iterations = [int(r["iteration"]) for r in csv.DictReader(f)]
     assert iterations == list(range(len(iterations)))
+
+
+def test_a_ctrl_c_inside_a_gc_callback_prints_the_resume_line_and_no_traceback(capsys,
+                                                                                 monkeypatch):
+    """A Ctrl-C that lands in a garbage-collector callback (JAX's, which Keras imports) cannot
+    propagate: Python would print "Exception ignored in ..." with a traceback (seen once in
+    the Ctrl-C test above). The run still stops with the one resume line and status 130."""
+    def callback(phase, info):
+        raise KeyboardInterrupt
+
+    def main(argv):
+        note_interrupt(signal.SIGINT)  # what run_cli's SIGINT handler records before raising
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # not pytest's
+    with pytest.raises(SystemExit) as info:
+        run_cli(main, [])
+    assert info.value.code == 128 + signal.SIGINT
+    assert sys.unraisablehook is sys.__unraisablehook__  # in-process: restored
+    assert capsys.readouterr().err == RESUME_LINE + "\n"
+

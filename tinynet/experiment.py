@@ -498,6 +498,8 @@ def run_cli(main, argv=None):
         handler = signal.signal(signal.SIGINT, on_sigint)
     except ValueError:  # not the main thread (a notebook's worker): keep Python's default
         pass
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupt_hook(unraisable)
     try:
         main(argv)
         if interrupt_requested():  # its KeyboardInterrupt was swallowed, and the work went on to its end
@@ -524,11 +526,26 @@ def run_cli(main, argv=None):
             # the command's process ends now: a Ctrl-C during TensorFlow's teardown would only
             # turn a finished run's status 0 into a bare "killed by SIGINT"
             _ignore_sigint()
-        elif handler is not None and not interrupt_requested():
-            try:
-                signal.signal(signal.SIGINT, handler)
-            except (ValueError, TypeError):
-                pass
+        else:
+            sys.unraisablehook = unraisable
+            if handler is not None and not interrupt_requested():
+                try:
+                    signal.signal(signal.SIGINT, handler)
+                except (ValueError, TypeError):
+                    pass
+
+
+def _quiet_interrupt_hook(previous):
+    """``sys.unraisablehook`` that drops the ``KeyboardInterrupt`` of a Ctrl-C that landed in
+    code Python cannot raise out of (a garbage-collector callback: JAX registers one, and
+    Keras imports JAX), which Python would print as "Exception ignored in ..." with a
+    traceback. The interrupt is recorded and reported once, with the resume line; anything
+    else goes to ``previous``."""
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and interrupt_requested()):
+            previous(unraisable)
+
+    return hook
 
 
 def _ignore_sigint():
