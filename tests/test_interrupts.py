@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tinynet.errors import note_interrupt
+from tinynet.errors import clear_interrupts, note_interrupt
 from tinynet.experiment import RESUME_LINE, run_cli
 from tinynet.training.checkpoint import list_checkpoints, read_checkpoint
 
@@ -103,8 +103,13 @@ def test_a_ctrl_c_inside_a_gc_callback_prints_the_resume_line_and_no_traceback(c
             gc.callbacks.remove(callback)
 
     monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # not pytest's
-    with pytest.raises(SystemExit) as info:
-        run_cli(main, [])
+    sigint = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as info:
+            run_cli(main, [])
+    finally:  # an interrupted run_cli leaves Ctrl-C ignored and recorded: not for later tests
+        clear_interrupts()
+        signal.signal(signal.SIGINT, sigint)
     assert info.value.code == 128 + signal.SIGINT
     assert sys.unraisablehook is sys.__unraisablehook__  # in-process: restored
     assert capsys.readouterr().err == RESUME_LINE + "\n"
