@@ -1,10 +1,12 @@
 """Shared fixtures: generated datasets (nothing is downloaded at test time) and CLI helpers."""
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 
@@ -46,16 +48,8 @@ def quick_data_dir(tmp_path_factory):
 def shared(tmp_path_factory):
     """``shared.run(script, *args, data=paper)``: a run made once for every test that asks for
     the same command (tests/shared_runs.py); ``shared.data(paper)``: a paper's --quick data."""
-    class Shared:
-        @staticmethod
-        def run(script, *args, **kwargs):
-            return shared_run(tmp_path_factory, script, *args, **kwargs)
-
-        @staticmethod
-        def data(paper):
-            return shared_data(tmp_path_factory, paper)
-
-    return Shared
+    return types.SimpleNamespace(run=functools.partial(shared_run, tmp_path_factory),
+                                 data=functools.partial(shared_data, tmp_path_factory))
 
 
 def multi_resnet_run(shared, *extra):

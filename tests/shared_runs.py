@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -110,19 +111,18 @@ def shared_data(tmp_path_factory, paper):
                         "data")
 
 
-def shared_run(tmp_path_factory, script, *args, data=None, env=None):
+def shared_run(tmp_path_factory, script, *args, data=None):
     """``(run_dir, stdout)`` of ``experiments/<script>.py *args`` run to its end, once per
     session; ``data``: the paper whose ``--quick`` dataset it reads (``shared_data``)."""
     args = [str(a) for a in args]
     if data is not None:
         args += ["--data-dir", shared_data(tmp_path_factory, data)]
-    key = hashlib.sha256(repr((script, args, sorted((env or {}).items()))).encode()).hexdigest()
+    key = hashlib.sha256(repr((script, args)).encode()).hexdigest()
 
     def make(folder):
         cmd = [sys.executable, os.path.join(REPO, "experiments", f"{script}.py"), *args,
                "--run-dir", os.path.join(folder, "run")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO,
-                              env=dict(os.environ, **(env or {})))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
         if proc.returncode != 0:
             raise AssertionError(f"{cmd} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         with open(os.path.join(folder, "stdout.txt"), "w") as f:
@@ -130,12 +130,7 @@ def shared_run(tmp_path_factory, script, *args, data=None, env=None):
 
     folder = _made_once(cache_root(tmp_path_factory), f"{script}-{key[:16]}-{code_version()}", make)
     with open(os.path.join(folder, "stdout.txt")) as f:
-        return _Path(os.path.join(folder, "run")), f.read()
-
-
-def _Path(path):
-    import pathlib
-    return pathlib.Path(path)
+        return pathlib.Path(folder, "run"), f.read()
 
 
 def copy_run(run_dir, destination):

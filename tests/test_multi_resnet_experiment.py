@@ -71,13 +71,12 @@ def history(run_dir):
 def runs(shared):
     """The --quick run on one device and split over two logical CPUs (4 steps an epoch: these
     tests check the run, not what it learns)."""
-    return None, {name: multi_resnet_run(shared, *extra) for name, extra in (
+    return {name: multi_resnet_run(shared, *extra) for name, extra in (
         ("single", []), ("split", ["--model-parallel", "CPU:0,CPU:1"]))}
 
 
 def test_quick_run_end_to_end(runs):
-    _, out = runs
-    run_dir, stdout = out["single"]
+    run_dir, stdout = runs["single"]
     rows = history(run_dir)
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.01, 0.001])
     config = json.loads((run_dir / "config.json").read_text())
@@ -101,15 +100,14 @@ def test_quick_run_end_to_end(runs):
 
 def test_model_parallel_run_trains_as_the_single_device_run(runs):
     """Same weights and data; only the order of each block's additions differs."""
-    _, out = runs
-    split_dir, _ = out["split"]
+    split_dir, _ = runs["split"]
     config = json.loads((split_dir / "config.json").read_text())
     # where it ran is not part of the run's identity (a run may resume on other devices)
     assert "devices" not in config["model_kwargs"]
     assert config["distribution"]["model_parallel"] == ["/device:CPU:0", "/device:CPU:1"]
     for column in ("loss", "val_loss"):
         np.testing.assert_allclose([float(r[column]) for r in history(split_dir)],
-                                   [float(r[column]) for r in history(out["single"][0])],
+                                   [float(r[column]) for r in history(runs["single"][0])],
                                    rtol=1e-3, err_msg=column)
     # the saved split model loads in a fresh process, which has one CPU device: it keeps its
     # devices and computes on one device with a warning

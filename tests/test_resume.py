@@ -19,11 +19,6 @@ def tiny_args(data_dir, run_dir, *extra):
     return [*TINY_RUN, "--data-dir", data_dir, "--run-dir", run_dir, *extra]
 
 
-@pytest.fixture(scope="module")
-def reference_run(model1_run):
-    return model1_run
-
-
 def history(run_dir):
     with open(run_dir / "history.csv") as f:
         return list(csv.DictReader(f))
@@ -34,8 +29,8 @@ def final_checkpoint(run_dir):
         return {k: data[k] for k in data.files}
 
 
-def test_progressive_protocol_end_to_end(reference_run):
-    run_dir, stdout = reference_run
+def test_progressive_protocol_end_to_end(model1_run):
+    run_dir, stdout = model1_run
     rows = history(run_dir)
     assert list(rows[0]) == list(HISTORY_COLUMNS)
     assert [int(r["global_epoch"]) for r in rows] == list(range(1, TINY_RUN_EPOCHS + 1))
@@ -55,8 +50,8 @@ def test_progressive_protocol_end_to_end(reference_run):
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["ckpt-00007.npz", "ckpt-00008.npz"]
 
 
-def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(reference_run, tmp_path):
-    run_dir, _ = reference_run
+def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(model1_run, tmp_path):
+    run_dir, _ = model1_run
     x = np.random.default_rng(0).random((4, 64, 64, 3), np.float32)
     np.save(tmp_path / "x.npy", x)
     code = ("import sys, numpy as np, keras, tinynet.layers; "
@@ -79,8 +74,8 @@ def test_saved_model_loads_in_a_fresh_process_and_predicts_identically(reference
 
 # ~25-35 s: CI's slow step (the default suite keeps the 10-minute budget)
 @pytest.mark.slow
-def test_another_run_dir_is_refused_until_restart(reference_run, quick_data_dir, tmp_path):
-    ref_dir, _ = reference_run
+def test_another_run_dir_is_refused_until_restart(model1_run, quick_data_dir, tmp_path):
+    ref_dir, _ = model1_run
     run_dir = tmp_path / "run"
     shutil.copytree(ref_dir, run_dir)
     before = (run_dir / "config.json").read_bytes()
