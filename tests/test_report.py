@@ -1,6 +1,5 @@
 """Paper vs ours (tinynet.evaluation.reports, tools/report.py): the paper entry each experiment
 records, our figures read from a run directory's files, the markdown, and the command line."""
-import argparse
 import json
 import os
 import subprocess
@@ -10,8 +9,7 @@ import pytest
 
 from conftest import REPO
 from test_protocol import load_script
-from tinynet.evaluation.reports import (NOT_RECORDED, figure, ours, paper_record,
-                                        protocol_differences, report_markdown)
+from tinynet.evaluation.reports import NOT_RECORDED, figure, ours, paper_record, report_markdown
 from tinynet.training.rundir import RunDirectory
 
 CITATION = "Someone 2019, A Paper"
@@ -74,22 +72,6 @@ def test_paper_record_round_trips_through_json():
         with pytest.raises(ValueError):
             paper_record(CITATION, [dict({"what": "x", "metric": "val_accuracy", "value": 0.5,
                                           "comparable": True}, **bad)])
-
-
-def test_protocol_differences_of_quick_args():
-    args = load_script("densenet_model1").parse_args(["--quick"])
-    assert protocol_differences(args) == [
-        "generated data (synthetic-tiny-imagenet)", "--quick", "width 0.125", "epochs x0.05",
-        "12 steps per epoch"]
-    assert protocol_differences(load_script("densenet_model1").parse_args([])) == []
-    # the overrides another script may have, and an extra that says a common item better
-    args = argparse.Namespace(dataset="cifar100", default_dataset="cifar10", quick=False,
-                              width=1.0, epochs_scale=1.0, steps_per_epoch=None, lr_scale=2.0,
-                              weight_decay=5e-4, batch_size=64)
-    assert protocol_differences(args, ["batch 64 (the paper's: 128)", "--no-mixup"]) == [
-        "dataset cifar100 (the paper's: cifar10)", "lr x2", "weight decay 0.0005",
-        "batch 64 (the paper's: 128)", "--no-mixup"]
-    assert protocol_differences(args, datasets=("cifar10", "cifar100"))[0] == "lr x2"
 
 
 def test_ours_reads_the_history_and_the_test_files(tmp_path):
@@ -220,7 +202,7 @@ def test_resnet_paper():
     full = figures_of(script.paper(script.parse_args(["--variant", "improved"])))
     assert [f[3] for f in full] == [False, True, True, False]
     record = script.paper(script.parse_args(["--depth", "18", "--variant", "improved"]))
-    assert record["differences"] == ["ResNet-18 (the paper's figures: ResNet-34)"]
+    assert record["differences"] == ["--depth 18 (the paper's: 34; the figures are ResNet-34's)"]
 
 
 def test_cifar_design_paper():
@@ -235,7 +217,7 @@ def test_cifar_design_paper():
     assert figures_of(script.paper(script.parse_args([]), "adam")) == [
         ("val_accuracy", 0.8742, "best", True)]
     assert script.paper(script.parse_args(["--model", "nyu_resnet12"]))["differences"] == [
-        "--model nyu_resnet12 (the paper's figures: ResNet-24, nyu_resnet24)"]
+        "--model nyu_resnet12 (the paper's: nyu_resnet24; the figures are ResNet-24's)"]
 
 
 def test_multi_resnet_paper():

@@ -82,46 +82,6 @@ def paper_record(citation, figures, differences=()):
 
 
 # common flags that change the protocol: (attribute, values that leave it the paper's, wording)
-_OVERRIDES = (("width", (None, 1), "width {:g}"), ("epochs_scale", (None, 1), "epochs x{:g}"),
-              ("steps_per_epoch", (None,), "{} steps per epoch"),
-              ("lr_scale", (None, 1), "lr x{:g}"), ("weight_decay", (None,), "weight decay {:g}"),
-              ("batch_size", (None,), "batch {}"))
-
-
-def protocol_differences(args, extra=(), datasets=None):
-    """What keeps a run with the parsed common flags ``args`` from its paper's protocol:
-    generated data (or another dataset than ``datasets``, default the script's own), --quick,
-    a width multiplier, scaled epochs, set steps per epoch, the lr-scale / weight-decay /
-    batch-size overrides when the script has them, and on Tiny ImageNet another resizing or
-    augmentation backend than the original's (nearest, imgaug); then ``extra`` (the script's
-    own). A common item is left out when an ``extra`` item starts with it (the script says
-    it more precisely)."""
-    out = []
-    default = getattr(args, "default_dataset", None)
-    datasets = tuple(datasets or ((default,) if default else ()))
-    dataset = getattr(args, "dataset", None) or default or ""
-    if dataset.startswith("synthetic"):
-        out.append(f"generated data ({dataset})")
-    elif datasets and dataset not in datasets:
-        out.append(f"dataset {dataset} (the paper's: {', '.join(datasets)})")
-    if getattr(args, "quick", False):
-        out.append("--quick")
-    for flag, neutral, text in _OVERRIDES:
-        value = getattr(args, flag, None)
-        if value not in neutral:
-            out.append(text.format(value))
-    if "tiny-imagenet" in dataset:
-        interpolation = getattr(args, "interpolation", None)
-        if interpolation not in (None, "nearest"):
-            out.append(f"--interpolation {interpolation} (the original: nearest)")
-        backend = getattr(args, "augment_backend", None)
-        if backend not in (None, "imgaug"):
-            out.append(f"--augment-backend {backend} (the original: imgaug)")
-    extra = [str(e) for e in extra]
-    out = [d for d in out if not any(e.startswith(d) for e in extra)]
-    return out + [e for e in extra if e not in out]
-
-
 # -- reading a run directory (TF-free: tinynet.run_reader) ------------------------------------
 def is_run_dir(path):
     return RunReader(path).has_config()

@@ -14,9 +14,13 @@ Each module holds, as data: ``CITATION`` and ``FIGURES`` (the published figures,
 function of the paper's options), ``QUICK`` (the ``--quick`` preset), ``TITLE`` (one line),
 ``EXPERIMENT`` (its name, also the default run directory ``runs/<EXPERIMENT>``) and
 ``PROTOCOL_PREFIX`` (the start of every protocol name it makes, which identifies its runs),
-``SEARCH`` where the authors searched hyperparameters (``tools/tune.py``); and, as code,
-``parse_args`` (its options on top of the common flags of ``tinynet.experiment``) and ``main``
-(the run, then what the paper evaluates after training). Importing one starts neither Keras nor
+``SEARCH`` where the authors searched hyperparameters (``tools/tune.py``), and what
+``tinynet.papers.differences`` reads to compute a run's differences from the paper
+(``FIGURE_OPTIONS``, ``RUN_OPTIONS``, ``PAPER_VALUES``, ``NOTES``, ``DATASETS``); and, as code,
+``build_parser`` (its options on top of the common flags of ``tinynet.experiment``),
+``resolve`` (what the flags leave unset, filled in without side effects), ``parse_args``
+(both, then its checks), ``paper`` (the published figures beside a run) and ``main`` (the run,
+then what the paper evaluates after training). Importing one starts neither Keras nor
 TensorFlow.
 
     from tinynet.papers import get_paper, list_papers

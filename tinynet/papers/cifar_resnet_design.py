@@ -39,10 +39,11 @@ lr 0.1, except Adam at 1e-3 (docs/protocols.md, section CIFAR ResNet design spac
 import argparse
 import dataclasses
 
-from tinynet.evaluation.reports import figure, paper_record, protocol_differences
+from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 load_data, positive_int, program_name, resolve_quick,
                                 run_experiment, set_up)
+from tinynet.papers.differences import differences
 from tinynet.training.lr import Cosine, CosineWarmRestarts, NYURule, StepDecay
 from tinynet.training.protocol import Mixup, Protocol, Stage
 
@@ -137,19 +138,6 @@ def paper(args, sweep_optimizer=None):
     """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``): the
     headline run's, comparable for the continued run (``--continue-epochs 200`` after 200
     epochs), or with ``sweep_optimizer`` that optimizer's Fig. 5a figure."""
-    extra = [what for what, differs in (
-        (f"--model {args.model} (the paper's figures: ResNet-24, {MODEL})", args.model != MODEL),
-        (f"--optimizer {args.optimizer} (the paper's run: adadelta)",
-         not sweep_optimizer and args.optimizer != "adadelta"),
-        (f"--epochs {args.epochs} (the paper's: {EPOCHS})",
-         not sweep_optimizer and args.epochs != EPOCHS),
-        (f"--schedule {args.schedule} (the paper's text; the figures came from the code's rule)",
-         args.schedule != "code"),
-        ("--no-mixup (the figures are with mixup)", args.no_mixup),
-        (f"--val-split {args.val_split} (the paper's: {VAL_SPLIT})",
-         args.val_split is not None and args.val_split != VAL_SPLIT),
-        (f"--split-seed {args.split_seed} (the paper's: {SPLIT_SEED})",
-         args.split_seed is not None and args.split_seed != SPLIT_SEED)) if differs]
     if sweep_optimizer:
         figures = [dict(SWEEP_FIGURES[sweep_optimizer], comparable=True)]
     elif args.continue_epochs == EPOCHS:
@@ -158,7 +146,19 @@ def paper(args, sweep_optimizer=None):
         figures = [dict(f, comparable=False, note=f"after {EPOCHS} epochs and {EPOCHS} more from "
                                                   f"their final checkpoint (--continue-epochs "
                                                   f"{EPOCHS})") for f in HEADLINE]
-    return paper_record(CITATION, figures, protocol_differences(args, extra))
+    # a sweep's run stands beside its optimizer's 60-epoch figure
+    figure_options = FIGURE_OPTIONS + (("optimizer", "epochs") if sweep_optimizer else ())
+    return paper_record(CITATION, figures, differences(EXPERIMENT, args, figure_options))
+
+
+# what tinynet.papers.differences reads: the sweep has its own figures; a continuation records
+# its parent and is judged by the figures' notes (above)
+FIGURE_OPTIONS = ("sweep_optimizers",)
+RUN_OPTIONS = ("continue_epochs", "continue_run_dir")
+NOTES = {"model": "the figures are ResNet-24's",
+         "schedule": "sgdr, cosine and step are the paper's text; the figures came from the "
+                     "code's rule",
+         "no_mixup": "the figures are with mixup"}
 
 
 def sweep(args, data, model_kwargs):
@@ -181,7 +181,7 @@ def sweep(args, data, model_kwargs):
     print(table, flush=True)
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=MODEL,
@@ -203,12 +203,23 @@ def parse_args(argv=None):
     parser.add_argument("--continue-run-dir", default=None,
                         help="default: RUN_DIR-continue<N>")
     add_common_arguments(parser, EXPERIMENT, QUICK, dataset="cifar10")
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in (no side effect, no check)."""
+    args = resolve_quick(args, EXPERIMENT, QUICK)
     if args.dataset.endswith(("cifar10", "cifar100")):  # the code's 45k/5k split, seed 43
         if args.val_split is None:
             args.val_split = 60 if args.quick else VAL_SPLIT
         if args.split_seed is None:
             args.split_seed = SPLIT_SEED
+    return args
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = resolve(parser.parse_args(argv))
     if args.sweep_optimizers and args.continue_epochs:
         parser.error("--sweep-optimizers and --continue-epochs do not go together")
     if args.sweep_optimizers and args.strategy == "multiworker":

@@ -115,20 +115,22 @@ def protocol(backbone, plateau_patience=2, two_phase=False, head_fraction=0.2, b
 
 def paper(args, backbone):
     """The figures the paper reports that a run of ``backbone`` can stand beside."""
-    from tinynet.evaluation.reports import paper_record, protocol_differences
+    from tinynet.evaluation.reports import paper_record
+    from tinynet.papers.differences import differences
 
-    extra = [what for what, differs in (
-        ("--two-phase (not the paper's)", args.two_phase),
-        (f"--weights {args.weights} (the paper: ImageNet)", args.weights != "imagenet"),
-        (f"batch {args.batch_size} (the paper: {SCHEDULE[backbone][0]})",
-         bool(args.batch_size) and args.batch_size != SCHEDULE[backbone][0])) if differs]
     figures = [dict(f) for f in ENSEMBLE_FIGURES]
-    if args.batch_size == SCHEDULE[backbone][0]:  # the paper's own batch, given explicitly
-        args = argparse.Namespace(**dict(vars(args), batch_size=None))
-    differences = protocol_differences(args, extra)
+    found = differences(EXPERIMENT, args)
     if backbone == "resnet18":
-        figures.append(dict(RESNET18_FIGURE, comparable=not differences))
-    return paper_record(CITATION, figures, differences)
+        figures.append(dict(RESNET18_FIGURE, comparable=not found))
+    return paper_record(CITATION, figures, found)
+
+
+# what tinynet.papers.differences reads: the paper reports each backbone; 10-crop is an
+# evaluation after training; an unset batch is the backbone's own
+FIGURE_OPTIONS = ("backbone",)
+RUN_OPTIONS = ("ten_crop", "crop_size")
+PAPER_VALUES = {"batch_size": lambda args: SCHEDULE[args.backbone][0]}
+NOTES = {"image_size": "an assumption: the paper gives no size"}
 
 
 def evaluate(run_dir, ten_crop, crop_size, log=print):
@@ -150,10 +152,7 @@ def evaluate(run_dir, ten_crop, crop_size, log=print):
     return result
 
 
-def parse_args(argv=None):
-    """The flags, resolved and checked: --quick's preset, the backbone, weights and image size
-    filled in; a weights file that does not exist and ImageNet weights Keras does not have
-    refused before anything is loaded."""
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", choices=sorted(SCHEDULE), default=None,
@@ -179,7 +178,12 @@ def parse_args(argv=None):
                         help="10-crop: the crop size on the 64 px images (default 56)")
     add_common_arguments(parser, EXPERIMENT, QUICK)
     parser.set_defaults(checkpoint_every=("seconds", 600.0))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in: --quick's preset, the backbone,
+    weights and image size (no side effect, no check)."""
     backbone = args.backbone = args.backbone or ("resnet18" if args.quick else "resnet101")
     args = resolve_quick(args, f"{EXPERIMENT}-{backbone}", QUICK)  # runs/denresnet-<backbone>
     if args.quick:
@@ -189,9 +193,18 @@ def parse_args(argv=None):
     args.weights = args.weights or "imagenet"
     args.image_size = args.image_size or 224
     if args.head_fraction is not None:
-        if not args.head_fraction < 1:
-            parser.error(f"--head-fraction must be in (0, 1), got {args.head_fraction}")
         args.two_phase = True
+    return args
+
+
+def parse_args(argv=None):
+    """The flags, resolved (``resolve``) and checked: a weights file that does not exist and
+    ImageNet weights Keras does not have refused before anything is loaded."""
+    parser = build_parser()
+    args = resolve(parser.parse_args(argv))
+    backbone = args.backbone
+    if args.head_fraction is not None and not args.head_fraction < 1:
+        parser.error(f"--head-fraction must be in (0, 1), got {args.head_fraction}")
     if not 0 <= args.dropout < 1:
         parser.error(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.crop_size > 64:

@@ -33,9 +33,10 @@ import argparse
 import dataclasses
 import math
 
-from tinynet.evaluation.reports import figure, paper_record, protocol_differences
+from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 program_name, resolve_quick, run_experiment, set_up)
+from tinynet.papers.differences import differences
 from tinynet.training.lr import Plateau
 from tinynet.training.protocol import Protocol, Stage
 
@@ -82,21 +83,31 @@ FIGURES = [  # the progressive protocol, about 26 hours on a Colab K80
 ]
 
 
+NOTES = {"stages": "64 trains every stage at 64 px: no progressive resizing"}  # differences
+
+
 def paper(args):
     """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``)."""
-    extra = [] if args.stages == "progressive" else [
-        f"--stages {args.stages} (all stages at 64 px: no progressive resizing)"]
     return paper_record(CITATION, [dict(f, comparable=True) for f in FIGURES],
-                        protocol_differences(args, extra))
+                        differences(EXPERIMENT, args))
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", choices=sorted(PROTOCOLS), default="progressive",
                         help="progressive: the paper's five stages; 64: all at 64 px (ablation)")
     add_common_arguments(parser, EXPERIMENT, QUICK)
-    return resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in (no side effect, no check)."""
+    return resolve_quick(args, EXPERIMENT, QUICK)
+
+
+def parse_args(argv=None):
+    return resolve(build_parser().parse_args(argv))
 
 
 def main(argv=None):

@@ -29,9 +29,10 @@ iterations fewer (0.1%) for phases 3-6, whose typed values assumed 782 steps per
 """
 import argparse
 
-from tinynet.evaluation.reports import figure, paper_record, protocol_differences
+from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 program_name, resolve_quick, run_experiment, set_up)
+from tinynet.papers.differences import differences
 from tinynet.training.lr import Cyclic
 from tinynet.training.protocol import Protocol, Stage
 
@@ -81,23 +82,32 @@ FIGURES = [  # 108 epochs, RMSprop as the code, about 36 hours on Colab
 ]
 
 
+NOTES = {"optimizer": "adam is the paper's text; the code that made the figures ran RMSprop"}
+
+
 def paper(args):
     """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``)."""
-    extra = [] if args.optimizer == "rmsprop" else [
-        f"--optimizer {args.optimizer} (the paper's text; the code that made the figures ran "
-        f"RMSprop)"]
     return paper_record(CITATION, [dict(f, comparable=True) for f in FIGURES],
-                        protocol_differences(args, extra))
+                        differences(EXPERIMENT, args))
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="rmsprop",
                         help="rmsprop (1e-4, epsilon 1e-8: the original code) or adam (1e-4: "
                              "the paper's text)")
     add_common_arguments(parser, EXPERIMENT, QUICK)
-    return resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in (no side effect, no check)."""
+    return resolve_quick(args, EXPERIMENT, QUICK)
+
+
+def parse_args(argv=None):
+    return resolve(build_parser().parse_args(argv))
 
 
 def main(argv=None):

@@ -52,9 +52,10 @@ best-validation model; each beside the paper's figure for the configuration, whe
 3 epochs of 4 batches with the lr steps at epochs 2 and 3, on a generated 10-class CIFAR.
 """
 
-from tinynet.evaluation.reports import figure, paper_record, protocol_differences
+from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 program_name, positive_int, resolve_quick, run_experiment, set_up)
+from tinynet.papers.differences import differences
 from tinynet.training.lr import StepDecay
 from tinynet.training.protocol import Protocol, Stage
 
@@ -161,19 +162,23 @@ def test_errors(run_dir, published=None, differences=(), log=print):
 def paper(args):
     """The paper's figure for this run's configuration (``PUBLISHED``), if it has one
     (``tinynet.evaluation.reports.paper_record``)."""
-    extra = [what for what, differs in (
-        (f"shortcut {args.shortcut} (the code's CIFAR default: A)",
-         (args.shortcut or "A") != "A" and args.block == "basic"),
-        (f"--val-split {args.val_split} (the paper selects its figure on the test set)",
-         bool(args.val_split)),
-        (f"--epochs {args.epochs} (the code's: {EPOCHS})", args.epochs != EPOCHS)) if differs]
     found = published_figure(args.block, args.depth, args.k, args.dataset.replace("synthetic-", ""))
     return paper_record(CITATION, [dict(found, comparable=True)] if found else [],
-                        protocol_differences(args, extra, datasets=tuple(STATISTICS)))
+                        differences(EXPERIMENT, args))
 
 
-def parse_args(argv=None):
-    """The flags, resolved: --quick's preset, and --block/--depth/--k filled in."""
+# what tinynet.papers.differences reads: the paper publishes a figure per configuration and
+# dataset; an unset shortcut is the code's (A for the basic family, the projection otherwise)
+FIGURE_OPTIONS = ("block", "depth", "k")
+DATASETS = tuple(STATISTICS)
+PAPER_VALUES = {"shortcut": lambda args: "A" if args.block == "basic" else "B",
+                "val_split": lambda args: 0}  # (the test set validates, as in the code)
+NOTES = {"shortcut": "the code's CIFAR default",
+         "val_split": "the paper selects its figure on the test set",
+         "epochs": "164 is the code's; the paper's text says 200"}
+
+
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0])
     parser.add_argument("--block", choices=["basic", "bottleneck"], default=None,
                         help="basic (depth 6n+2) or bottleneck (9n+2) blocks (default "
@@ -190,13 +195,26 @@ def parse_args(argv=None):
                         help=f"epochs ({EPOCHS} as the code; the paper says 200); the lr steps "
                              f"stay at epochs 81 and 122")
     add_common_arguments(parser, EXPERIMENT, QUICK, dataset="cifar10")
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
-    if not args.dataset.endswith(("cifar10", "cifar100")):
-        parser.error(f"Multi-ResNet trains on CIFAR-10 or -100, not {args.dataset!r}")
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in: --quick's preset and
+    --block/--depth/--k (no side effect, no check)."""
+    args = resolve_quick(args, EXPERIMENT, QUICK)
     defaults = QUICK_MODEL if args.quick and not (args.block or args.depth or args.k) else (
         DEFAULT_MODEL)
     args.block, args.depth, args.k = (args.block or defaults["block"],
                                       args.depth or defaults["depth"], args.k or defaults["k"])
+    return args
+
+
+def parse_args(argv=None):
+    """The flags, resolved (``resolve``) and checked."""
+    parser = build_parser()
+    args = resolve(parser.parse_args(argv))
+    if not args.dataset.endswith(("cifar10", "cifar100")):
+        parser.error(f"Multi-ResNet trains on CIFAR-10 or -100, not {args.dataset!r}")
     return args
 
 

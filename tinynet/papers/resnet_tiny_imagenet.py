@@ -27,9 +27,10 @@ Where the paper is silent, chosen here and why:
 """
 import argparse
 
-from tinynet.evaluation.reports import figure, paper_record, protocol_differences
+from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 program_name, resolve_quick, run_experiment, set_up)
+from tinynet.papers.differences import differences
 from tinynet.training.lr import Constant
 from tinynet.training.protocol import Protocol, Stage
 
@@ -77,17 +78,20 @@ FIGURES = [f for figures in VARIANT_FIGURES.values() for f in figures]
 def paper(args):
     """The paper's figures beside this run (``tinynet.evaluation.reports.paper_record``): the
     three variants', comparable only for the run's own variant of ResNet-34 (e)."""
-    extra = [what for what, differs in (
-        (f"ResNet-{args.depth} (the paper's figures: ResNet-34)", args.depth != 34),
-        (f"block {args.block} (the paper's figures: e, full pre-activation)",
-         args.block != "e")) if differs]
     figures = [dict(f, comparable=True) if variant == args.variant else
                dict(f, comparable=False, note=f"the {variant} variant; this run is {args.variant}")
                for variant in VARIANTS for f in VARIANT_FIGURES[variant]]
-    return paper_record(CITATION, figures, protocol_differences(args, extra))
+    return paper_record(CITATION, figures, differences(EXPERIMENT, args))
 
 
-def parse_args(argv=None):
+# what tinynet.papers.differences reads: each variant has its own figures; the BatchNorm kernel
+# computes the same function either way
+FIGURE_OPTIONS = ("variant",)
+RUN_OPTIONS = ("batch_norm",)
+NOTES = {"depth": "the figures are ResNet-34's", "block": "e is full pre-activation"}
+
+
+def build_parser():
     parser = OneLineParser(prog=program_name(EXPERIMENT), description=__doc__.split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, choices=[18, 34, 50, 101, 152], default=34)
@@ -100,10 +104,19 @@ def parse_args(argv=None):
                              "TensorFlow backend); keras: the same function in any backend "
                              "(default elsewhere)")
     add_common_arguments(parser, EXPERIMENT, QUICK)
-    args = resolve_quick(parser.parse_args(argv), EXPERIMENT, QUICK)
+    return parser
+
+
+def resolve(args):
+    """The parsed flags with what they leave unset filled in (no side effect, no check)."""
+    args = resolve_quick(args, EXPERIMENT, QUICK)
     if args.batch_norm is None:
         args.batch_norm = "fused" if args.backend == "tensorflow" else "keras"
     return args
+
+
+def parse_args(argv=None):
+    return resolve(build_parser().parse_args(argv))
 
 
 def main(argv=None):
