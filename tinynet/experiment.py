@@ -379,13 +379,21 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     ``paper``: the figures the paper reports (``tinynet.evaluation.reports``), recorded in
     config.json."""
     from tinynet.training.protocol import describe
-    from tinynet.training.runner import run_protocol
+    from tinynet.training.runner import RunSettings, run_protocol
 
-    from tinynet.data.device_input import check_device_input
-
-    check_device_input(getattr(args, "augment_on", "cpu"), getattr(args, "data_on_device", False),
-                       args.augment_backend)
     strategy, split = placement(args, model_name)
+    # the run's settings, checked as they are made: before the data is loaded
+    settings = RunSettings(
+        run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
+        restart=args.restart, interpolation=args.interpolation,
+        augment_backend=args.augment_backend, init_from=init_from,
+        sync_batch_norm=args.sync_bn, model_parallel=split,
+        checkpoint_every=args.checkpoint_every, paper=paper,
+        precision=getattr(args, "precision", "float32"),
+        jit_compile=JIT_COMPILE[getattr(args, "jit_compile", "auto")],
+        augment_on=getattr(args, "augment_on", "cpu"),
+        data_on_device=getattr(args, "data_on_device", False),
+        progress_every=getattr(args, "progress_every", None))
     data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
     protocol = (protocol.with_lr_scale(getattr(args, "lr_scale", None))
@@ -414,16 +422,7 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     elif args.data_format:
         model_kwargs["data_format"] = args.data_format
     model = run_protocol(protocol, model_name=model_name, model_kwargs=model_kwargs, data=data,
-                         run_dir=args.run_dir, seed=args.seed, deterministic=args.deterministic,
-                         restart=args.restart, interpolation=args.interpolation,
-                         augment_backend=args.augment_backend, init_from=init_from,
-                         strategy=strategy, sync_batch_norm=args.sync_bn,
-                         model_parallel=split, checkpoint_every=args.checkpoint_every,
-                         paper=paper, precision=getattr(args, "precision", "float32"),
-                         jit_compile=JIT_COMPILE[getattr(args, "jit_compile", "auto")],
-                         augment_on=getattr(args, "augment_on", "cpu"),
-                         data_on_device=getattr(args, "data_on_device", False),
-                         progress_every=getattr(args, "progress_every", None),
+                         settings=settings, strategy=strategy,
                          log=lambda line: print(line, flush=True))
     from tinynet.training.distribute import is_chief
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)

@@ -58,7 +58,13 @@ def check_device_input(augment_on, data_on_device, augment_backend, replicas=1):
         raise TinynetError(f"{flag} augments inside the training step, which the "
                            f"{augment_backend} backend cannot (it runs Python); add "
                            f"--augment-backend native")
-    if replicas > 1:
+    check_one_replica(augment_on, data_on_device, replicas)
+
+
+def check_one_replica(augment_on, data_on_device, replicas):
+    """``TinynetError`` where input work on the device would serve several replicas."""
+    if replicas > 1 and (augment_on == "device" or data_on_device):
+        flag = "--data-on-device" if data_on_device else "--augment-on device"
         raise TinynetError(f"{flag} keeps one copy of the input on one device; it serves one "
                            f"replica, not {replicas}: use --strategy default")
 

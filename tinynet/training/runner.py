@@ -95,6 +95,13 @@ class RunSettings:
     data_on_device: bool = False
     progress_every: float | None = None
 
+    def __post_init__(self):
+        # whoever makes the settings (a command line before it loads data, or run_protocol)
+        # learns at once of a combination that cannot run; the replica count is prepare's
+        from tinynet.data.device_input import check_device_input
+
+        check_device_input(self.augment_on, self.data_on_device, self.augment_backend)
+
 
 def provenance():
     def git_commit():
@@ -348,12 +355,13 @@ def describe_strategy(strategy):
             "devices": devices}
 
 
-def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, strategy=None,
-                 log=print, **settings):
+def run_protocol(protocol, *, model_name, data, run_dir=None, model_kwargs=None, strategy=None,
+                 log=print, settings=None, **options):
     """Trains ``model_name`` through ``protocol`` in ``run_dir``, resuming if it holds the run.
 
-    ``data`` is a ``tinynet.data.datasets.TrainData``; the keyword ``settings`` are those of
-    ``RunSettings`` (seed, deterministic, restart, ...). ``strategy``: a ``tf.distribute``
+    ``data`` is a ``tinynet.data.datasets.TrainData``; ``settings`` a ``RunSettings``, or the
+    keyword ``options`` make one with ``run_dir`` (seed, deterministic, restart, ...).
+    ``strategy``: a ``tf.distribute``
     strategy (``tinynet.training.distribute.make_strategy``) whose scope builds the model,
     optimizers and metrics and runs ``fit``; each stage's batch size is the global batch, split
     across its replicas. Under multi-worker only the chief writes ``run_dir``; every worker
@@ -367,7 +375,10 @@ def run_protocol(protocol, *, model_name, data, run_dir, model_kwargs=None, stra
     checkpoint. Raises ``TinynetError`` if ``run_dir`` holds a different run (unless
     ``restart``, which clears it first).
     """
-    settings = RunSettings(run_dir=str(run_dir), **settings)
+    if settings is None:
+        settings = RunSettings(run_dir=str(run_dir), **options)
+    elif run_dir is not None or options:
+        raise TypeError("run_protocol takes settings or run_dir and options, not both")
     with precision_policy(settings.precision):
         run = prepare(protocol, model_name, model_kwargs, data, settings, strategy, log)
         resume_or_start(run)
@@ -379,14 +390,14 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
     """Everything checked that can be checked before training, the run directory opened (and
     cleared under ``restart``), the identity compared with a recorded one, the model built
     and placed: a ``RunContext`` with an empty ``TrainingState``."""
-    from tinynet.data.device_input import check_device_input
+    from tinynet.data.device_input import check_one_replica
 
     model_kwargs = dict(model_kwargs or {})
     progress_seconds(settings.progress_every)  # a bad $TINYNET_PROGRESS_SECONDS: now
     configure_determinism(settings.seed, settings.deterministic, log)
     strategy = strategy or tf.distribute.get_strategy()
-    check_device_input(settings.augment_on, settings.data_on_device, settings.augment_backend,
-                       strategy.num_replicas_in_sync)
+    check_one_replica(settings.augment_on, settings.data_on_device,
+                      strategy.num_replicas_in_sync)
     chief, run_dir, restart = is_chief(strategy), settings.run_dir, settings.restart
     rd = RunDirectory(run_dir) if chief else ReaderRunDirectory(run_dir)
     identity = run_identity(protocol, model_name, model_kwargs, data, settings)
