@@ -23,6 +23,13 @@ def design():
     return load_script("cifar_resnet_design")
 
 
+def test_a_continuation_trains_in_a_run_directory_of_its_own(design):
+    args = design.parse_args(["--run-dir", "runs/x/", "--continue-epochs", "5"])
+    assert (args.run_dir, args.continue_run_dir) == ("runs/x/", "runs/x-continue5")
+    assert design.parse_args(["--continue-epochs", "5", "--continue-run-dir", "y"]
+                             ).continue_run_dir == "y"
+
+
 def test_protocol_is_the_codes(design):
     from tinynet.training.lr import NYURule
     p = design.protocol()

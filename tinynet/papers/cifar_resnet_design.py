@@ -214,6 +214,8 @@ def resolve(args):
             args.val_split = 60 if args.quick else VAL_SPLIT
         if args.split_seed is None:
             args.split_seed = SPLIT_SEED
+    if args.continue_epochs and not args.continue_run_dir:
+        args.continue_run_dir = f"{args.run_dir.rstrip('/')}-continue{args.continue_epochs}"
     return args
 
 
@@ -237,9 +239,9 @@ def main(argv=None):
         return
     init_from = None
     epochs = args.epochs
-    if args.continue_epochs:
+    if args.continue_epochs:  # from the run in --run-dir, in a run directory of its own
         init_from, epochs = args.run_dir, args.continue_epochs
-        args.run_dir = args.continue_run_dir or f"{args.run_dir.rstrip('/')}-continue{epochs}"
+        args = argparse.Namespace(**dict(vars(args), run_dir=args.continue_run_dir))
     p = protocol(args.optimizer, args.schedule, epochs, mixup=not args.no_mixup)
     if init_from:
         p = dataclasses.replace(p, name=p.name + "_continued")
