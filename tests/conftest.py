@@ -18,15 +18,14 @@ ensure_logical_cpus(3)
 
 from tinynet.data.synthetic import write_synthetic_tiny_imagenet  # noqa: E402
 
-from shared_runs import copy_run, shared_data, shared_run  # noqa: E402,F401
+from shared_runs import (QUICK_TEST_FLAGS, copy_run, quick_run, shared_data,  # noqa: E402,F401
+                         shared_run)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# DenseNet Model 1 small enough for CI: every stage of the paper's protocol, 1-4 epochs of 4
-# steps of 32 images, at 1/16 width, on the --quick dataset, --deterministic (one shared run:
-# model1_run)
-TINY_RUN = ["--quick", "--width", "0.0625", "--epochs-scale", "0.02", "--steps-per-epoch", "4",
-            "--batch-size", "32", "--deterministic"]
+# DenseNet Model 1's quick run as the tests make it (model1_run): every stage of the paper's
+# protocol, 1-4 epochs of 4 steps of 32 images, at 1/16 width, --deterministic
+TINY_RUN = ["--quick", *QUICK_TEST_FLAGS["densenet_model1"]]
 TINY_RUN_EPOCHS = 8  # 1 + 1 + 1 + 1 + 4 (175 * 0.02 = 3.5 rounds to 4)
 
 
@@ -47,31 +46,29 @@ def quick_data_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared(tmp_path_factory):
     """``shared.run(script, *args, data=paper)``: a run made once for every test that asks for
-    the same command (tests/shared_runs.py); ``shared.data(paper)``: a paper's --quick data."""
+    the same command (tests/shared_runs.py); ``shared.quick(paper, *extra)``: the paper's quick
+    run (the README test's too); ``shared.data(paper)``: a paper's --quick data."""
     return types.SimpleNamespace(run=functools.partial(shared_run, tmp_path_factory),
+                                 quick=functools.partial(quick_run, tmp_path_factory),
                                  data=functools.partial(shared_data, tmp_path_factory))
 
 
 def multi_resnet_run(shared, *extra):
-    """``(run_dir, stdout)`` of Multi-ResNet's --quick run at 4 steps an epoch, --deterministic,
-    with ``extra`` flags (where it runs), on its --quick data."""
-    return shared.run("multi_resnet_cifar", "--quick", "--steps-per-epoch", "4",
-                      "--deterministic", *extra, data="multi_resnet_cifar")
+    """``(run_dir, stdout)`` of Multi-ResNet's quick run with ``extra`` flags (where it runs)."""
+    return shared.quick("multi_resnet_cifar", *extra)
 
 
 @pytest.fixture(scope="session")
 def resnet_run(shared):
-    """The run directory of ResNet-18's --quick protocol (every stage, 2 steps an epoch)."""
-    run_dir, _ = shared.run("resnet_tiny_imagenet", "--quick", "--depth", "18",
-                            "--epochs-scale", "0.05", "--steps-per-epoch", "2",
-                            data="resnet_tiny_imagenet")
+    """The run directory of ResNet-34's quick run (every stage, 2 steps an epoch)."""
+    run_dir, _ = shared.quick("resnet_tiny_imagenet")
     return run_dir
 
 
 @pytest.fixture(scope="session")
 def model1_run(shared):
-    """``(run_dir, stdout)`` of DenseNet Model 1's progressive protocol at ``TINY_RUN``."""
-    return shared.run("densenet_model1", *TINY_RUN, data="densenet_model1")
+    """``(run_dir, stdout)`` of DenseNet Model 1's quick run, the progressive protocol."""
+    return shared.quick("densenet_model1")
 
 
 def load_file(folder, name, prefix="script"):

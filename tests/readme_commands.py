@@ -3,8 +3,12 @@
 Every line of the README's ```bash blocks is a command (backslash continuations joined, a
 shell ``for`` loop kept whole, ``a && b`` split). ``plan`` says what the test does with each:
 
-* ``run``: run as written. ``--quick`` experiment runs and the tools get tiny overrides
-  (one step per epoch, epochs x0.01: every stage still runs) -- "quick scale";
+* ``run``: run as written. A ``--quick`` experiment run is the paper's shared quick run
+  (tests/shared_runs.py: the same command with the flags every test adds, made once for the
+  whole test session and copied to the run directory the README names); where the command
+  cannot be (another dataset or data folder, an environment, a run directory already there) it
+  runs in this interpreter with tiny overrides (one step per epoch, epochs x0.01: every stage
+  still runs), as do the tools -- "quick scale";
 * ``train``: a paper-scale experiment command whose run directory a later README command
   reads (an ensemble of its runs): trained at quick scale, in the run directory its
   ``--quick`` twin uses (``runs/<experiment>-quick``);
@@ -19,9 +23,10 @@ shell ``for`` loop kept whole, ``a && b`` split). ``plan`` says what the test do
 
 Tool arguments ``runs/<name>`` that do not exist are read as ``runs/<name>-quick`` (the same
 run at quick scale), and a paper-scale tune command gets ``--quick --dry-run``.
-Run as ``python tests/readme_commands.py README.md WORKDIR``: it executes the commands in one
-interpreter where it can (experiments and tools through their ``main``), prints one line per
-command and exits 1 if any failed.
+Run as ``python tests/readme_commands.py README.md WORKDIR [SHARED_RUNS]``: it executes the
+commands in one interpreter where it can (experiments and tools through their ``main``), prints
+one line per command and exits 1 if any failed; ``SHARED_RUNS``, the test session's folder of
+shared runs (tests/shared_runs.py), where the quick runs come from.
 """
 import dataclasses
 import os
@@ -44,6 +49,8 @@ class Command:
     argv: list = dataclasses.field(default_factory=list)
     env: dict = dataclasses.field(default_factory=dict)
     why: str = ""
+    shared: list | None = None  # an experiment's arguments as the README gives them, for its
+    # shared quick run (None: not shareable)
 
 
 def bash_blocks(readme):
@@ -160,6 +167,7 @@ def plan(cmds):
             elif "--quick" in words:
                 cmd.action = "env" if env else "run"
                 cmd.argv = words + TINY
+                cmd.shared = None if env else _shareable(words)
             else:
                 cmd.action, cmd.argv = "dry-run", _quick_data(words) + ["--quick", "--dry-run"]
         elif words[0] == "python" and words[1].startswith("tools/"):
@@ -182,10 +190,42 @@ def plan(cmds):
                 if (earlier.action == "dry-run" and "experiments/" in earlier.text
                         and quick_run_dir(earlier.argv) == run_dir + "-quick"):
                     earlier.action = "train"
-                    earlier.argv = [a for a in earlier.argv if a != "--dry-run"] + TINY
+                    earlier.argv = [a for a in earlier.argv if a != "--dry-run"]
+                    earlier.shared = _shareable(earlier.argv)
+                    earlier.argv += TINY
                     written.add(run_dir + "-quick")
                     break
     return cmds
+
+
+def _shareable(words):
+    """The arguments of ``python experiments/<paper>.py ...`` as the README gives them, for
+    its shared quick run; None where the command picks its own data."""
+    args = list(words[2:])
+    return None if "--dataset" in args or "--data-dir" in args else args
+
+
+def _from_shared_run(cmd, root):
+    """Copies the paper's shared quick run for ``cmd`` (made now if this session has none) to
+    the run directory the command names; returns ``(ok, detail)``. Where that folder exists
+    already (the README runs the command again), returns None and points ``cmd`` at the same
+    run as the shared one, to run as written here."""
+    import shutil
+
+    from shared_runs import QUICK_TEST_FLAGS, shared_data, shared_run
+
+    paper = os.path.splitext(os.path.basename(cmd.argv[1]))[0]
+    flags = [*cmd.shared, *QUICK_TEST_FLAGS[paper]]
+    destination = quick_run_dir(cmd.argv)
+    if os.path.exists(destination):
+        cmd.argv = [*cmd.argv[:2], *flags, "--data-dir", shared_data(None, paper, root)]
+        return None
+    if "--run-dir" in flags:  # (the shared run is copied there)
+        i = flags.index("--run-dir")
+        del flags[i:i + 2]
+    run_dir, _ = shared_run(None, paper, *flags, data=paper, root=root)
+    shutil.copytree(run_dir, destination)
+    return True, f"the shared quick run {os.path.basename(os.path.dirname(run_dir))}"
 
 
 def _quick_data(words):
@@ -259,8 +299,13 @@ def _tensorboard(argv, timeout=90):
         proc.wait(30)
 
 
-def execute(cmd):
-    """Runs one planned command; returns ``(ok, detail)``."""
+def execute(cmd, shared_root=None):
+    """Runs one planned command; returns ``(ok, detail)``. ``shared_root``: the folder of the
+    test session's shared runs (None: every command runs here)."""
+    if cmd.action in ("run", "train") and cmd.shared is not None and shared_root:
+        done = _from_shared_run(cmd, shared_root)
+        if done is not None:
+            return done
     if cmd.action == "skip":
         return True, cmd.why
     if cmd.action == "shell":
@@ -289,7 +334,7 @@ def _last(text):
     return lines[-1][:200] if lines else ""
 
 
-def main(readme_path, workdir):
+def main(readme_path, workdir, shared_root=None):
     from tinynet.training.distribute import ensure_logical_cpus
 
     ensure_logical_cpus(3)  # --devices 2 / --model-parallel CPU:0,CPU:1 in this interpreter
@@ -300,7 +345,7 @@ def main(readme_path, workdir):
     for cmd in cmds:
         start = time.time()
         try:
-            ok, detail = execute(cmd)
+            ok, detail = execute(cmd, shared_root)
         except Exception as e:  # noqa: BLE001  (reported, and the next command still runs)
             ok, detail = False, f"{type(e).__name__}: {e}"
         line = (f"{'ok ' if ok else 'FAIL'} {time.time() - start:6.1f}s  line {cmd.line:4d}  "
@@ -315,4 +360,4 @@ def main(readme_path, workdir):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1], sys.argv[2]))
+    sys.exit(main(*sys.argv[1:4]))

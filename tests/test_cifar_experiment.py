@@ -9,12 +9,13 @@ import pathlib
 import numpy as np
 import pytest
 
-from conftest import cli_error, copy_run, run_script
+from conftest import QUICK_TEST_FLAGS, cli_error, copy_run, run_script
 from test_protocol import load_script
 
 SCRIPT = "cifar_resnet_design.py"
-# 2 epochs of 3 steps, ResNet-24 at a quarter of its channels, 10 generated classes.
-TINY = ["--quick", "--width", "0.25", "--epochs", "50", "--steps-per-epoch", "3"]
+# the quick run: 2 epochs of 3 steps, ResNet-24 at a quarter of its channels, 10 generated
+# classes, --deterministic
+TINY = ["--quick", *QUICK_TEST_FLAGS["cifar_resnet_design"]]
 EPOCHS = 2  # 50 x 0.04
 
 
@@ -57,8 +58,7 @@ def run_dir_files(run_dir):
 @pytest.fixture(scope="module")
 def reference(shared):
     """The shared run (read-only); its generated CIFAR-10 folder."""
-    run_dir, stdout = shared.run(SCRIPT[:-3], *TINY, "--deterministic",
-                                 data="cifar_resnet_design")
+    run_dir, stdout = shared.quick("cifar_resnet_design")
     return pathlib.Path(shared.data("cifar_resnet_design")), run_dir, stdout
 
 
@@ -86,7 +86,7 @@ def test_a_resume_after_the_first_epoch_is_bit_identical(reference, tmp_path):
     run_dir = copy_run(ref_dir, tmp_path / "run")
     for name in (f"checkpoints/ckpt-{EPOCHS:05d}.npz", "final_model.keras"):
         os.remove(run_dir / name)
-    args = [*TINY, "--deterministic", "--data-dir", data_dir, "--run-dir", run_dir]
+    args = [*TINY, "--data-dir", data_dir, "--run-dir", run_dir]
     assert "from ckpt-00001.npz" in run_script(SCRIPT, *args).stdout
     name = f"ckpt-{EPOCHS:05d}.npz"
     with np.load(ref_dir / "checkpoints" / name) as a, np.load(run_dir / "checkpoints" / name) as b:

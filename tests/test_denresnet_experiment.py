@@ -2,6 +2,7 @@
 ``--quick`` end to end on generated Tiny ImageNet without a download, one-line refusals, and
 the plateau rule's state and the best model across a resume inside an epoch."""
 import json
+import os
 import signal
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from tinynet.papers import denresnet
 
 from conftest import cli_error, run_script, run_script_and_kill_at
+from shared_runs import keras_home
 
 SCRIPT = "denresnet.py"
 
@@ -43,12 +45,9 @@ def test_two_phase_freezes_the_backbone_then_fine_tunes_everything_at_a_lower_lr
                                                  head_fraction=0.99).stages] == [9, 1]
 
 
-def test_quick_runs_end_to_end_without_a_download(quick_data_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    # 2 epochs of 3 steps (the --quick preset's before the demo took 4 of 10 to learn)
-    proc = run_script(SCRIPT, "--quick", "--steps-per-epoch", "3", "--epochs-scale", "0.04",
-                      "--ten-crop", "--data-dir", quick_data_dir, "--run-dir", run_dir,
-                      env={"KERAS_HOME": str(tmp_path / "keras")})
+def test_quick_runs_end_to_end_without_a_download(shared):
+    # the quick run: 2 epochs of 3 steps, and the 10-crop evaluation
+    run_dir, stdout = shared.quick("denresnet")
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "transfer_resnet18"
     assert config["model_kwargs"] == {"image_size": 32, "weights": None}
@@ -58,8 +57,8 @@ def test_quick_runs_end_to_end_without_a_download(quick_data_dir, tmp_path):
     assert set(evaluation) >= {"val", "val_ten_crop"} and evaluation["crop_size"] == 56
     assert abs(evaluation["val"]["top1_accuracy"]
                - json.loads((run_dir / "state.json").read_text())["best_val_accuracy"]) < 1e-6
-    assert "val ten crop: top-1" in proc.stdout
-    assert not (tmp_path / "keras" / "models").exists()  # nothing downloaded
+    assert "val ten crop: top-1" in stdout
+    assert not os.path.exists(os.path.join(keras_home(run_dir.parent.parent), "models"))
 
 
 @pytest.mark.parametrize("args,message", [

@@ -300,7 +300,7 @@ def test_tool_on_a_trained_run(resnet_run, quick_data_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     with open(run_dir / "history.csv") as f:
         best = max(float(r["val_accuracy"]) for r in csv.DictReader(f))
-    assert f"| ensemble | resnet18+resnet18 | 1 | full image | 200 | {best:.4f} |" in proc.stdout
+    assert f"| ensemble | resnet34+resnet34 | 1 | full image | 200 | {best:.4f} |" in proc.stdout
     lines = (tmp_path / "s.txt").read_text().splitlines()
     assert len(lines) == len(os.listdir(os.path.join(quick_data_dir, "test", "images")))
     assert lines == sorted(lines)

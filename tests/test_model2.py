@@ -13,12 +13,11 @@ from tinynet.training.lr import Cyclic, Plateau
 from tinynet.training.protocol import Protocol, Stage
 from tinynet.training.schedules import cyclic_lr
 
-from conftest import run_script
+from conftest import QUICK_TEST_FLAGS, run_script
 from test_protocol import load_script
 
 # every phase one epoch of 3 steps of 32 images, at 1/16 width
-TINY = ["--quick", "--width", "0.0625", "--steps-per-epoch", "3", "--batch-size", "32",
-        "--deterministic"]
+TINY = ["--quick", *QUICK_TEST_FLAGS["densenet_model2"]]
 EPOCHS = 6  # every phase scales to one epoch
 
 
@@ -59,7 +58,7 @@ def lr_rows(run_dir):
 
 @pytest.fixture(scope="module")
 def reference_run(shared):
-    return shared.run("densenet_model2", *TINY, data="densenet_model2")
+    return shared.quick("densenet_model2")
 
 
 def test_six_phases_end_to_end(reference_run, model2):

@@ -95,7 +95,7 @@ def test_quick_run_end_to_end(runs):
     assert errors["best_epoch"] == int(np.argmax(accuracy)) + 1
     assert "best over epochs test error" in stdout
     assert ("published 9.28% (not comparable: generated data (synthetic-cifar10), --quick, "
-            "width 0.25") in stdout
+            "epochs x0.0182927, 4 steps per epoch, width 0.25)") in stdout
 
 
 def test_model_parallel_run_trains_as_the_single_device_run(runs):

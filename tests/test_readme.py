@@ -3,7 +3,6 @@ in order on a fresh working folder, at quick scale (tests/readme_commands.py say
 means for each kind of command). The fast test checks the plan itself: every command has a
 rule, and every run directory a tool reads is written by a command before it."""
 import os
-import re
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ from conftest import REPO
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import readme_commands as rc  # noqa: E402
+from shared_runs import cache_root  # noqa: E402
 
 
 def readme_plan():
@@ -40,12 +40,14 @@ def test_every_readme_command_has_a_rule_and_reads_only_what_an_earlier_one_wrot
 
 
 @pytest.mark.slow
-def test_the_readme_followed_line_by_line_works(tmp_path):
+def test_the_readme_followed_line_by_line_works(tmp_path, tmp_path_factory):
     for name in ("experiments", "tools", "tinynet"):
         os.symlink(os.path.join(REPO, name), tmp_path / name)
     env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # JAX's CPU compile
+    # the --quick runs are the papers' shared quick runs (made here if no test made them yet)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "readme_commands.py"),
-                           os.path.join(REPO, "README.md"), str(tmp_path)],
+                           os.path.join(REPO, "README.md"), str(tmp_path),
+                           cache_root(tmp_path_factory)],
                           capture_output=True, text=True, timeout=1500, env=env)
     report = "\n".join(l for l in proc.stdout.splitlines()
                        if l.startswith(("ok ", "FAIL")) or "commands," in l)

@@ -26,13 +26,13 @@ def test_variants_follow_seed_001():
     assert script.VARIANTS["vanilla"][1] is None and script.VARIANTS["final"][1] == 0.5
 
 
-# resnet_run (conftest): the shared --quick run of ResNet-18
+# resnet_run (conftest): the quick run (ResNet-34 at a quarter width, as --quick trains)
 
 def test_quick_run_end_to_end(resnet_run):
     state = json.loads((resnet_run / "state.json").read_text())
     assert state["status"] == "complete" and state["completed_epochs"] == 4  # 40, 20, 10 x 0.05
     config = json.loads((resnet_run / "config.json").read_text())
-    assert config["model"] == "resnet18" and config["model_kwargs"]["stochastic_depth"] == 0.5
+    assert config["model"] == "resnet34" and config["model_kwargs"]["stochastic_depth"] == 0.5
     assert len(config["input_mean"]) == 3  # resnet_heavy keeps the global mean subtraction
     with open(resnet_run / "history.csv") as f:
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
