@@ -167,7 +167,7 @@ def plan(cmds):
             elif "--quick" in words:
                 cmd.action = "env" if env else "run"
                 cmd.argv = words + TINY
-                cmd.shared = None if env else _shareable(words)
+                cmd.shared = _shareable(words)
             else:
                 cmd.action, cmd.argv = "dry-run", _quick_data(words) + ["--quick", "--dry-run"]
         elif words[0] == "python" and words[1].startswith("tools/"):
@@ -208,8 +208,9 @@ def _shareable(words):
 def _from_shared_run(cmd, root):
     """Copies the paper's shared quick run for ``cmd`` (made now if this session has none) to
     the run directory the command names; returns ``(ok, detail)``. Where that folder exists
-    already (the README runs the command again), returns None and points ``cmd`` at the same
-    run as the shared one, to run as written here."""
+    already (the README runs the command again, perhaps on another backend), returns None and
+    points ``cmd`` at the same run as the shared one, to run as written here; a command with
+    its own environment runs as written too."""
     import shutil
 
     from shared_runs import QUICK_TEST_FLAGS, shared_data, shared_run
@@ -219,6 +220,8 @@ def _from_shared_run(cmd, root):
     destination = quick_run_dir(cmd.argv)
     if os.path.exists(destination):
         cmd.argv = [*cmd.argv[:2], *flags, "--data-dir", shared_data(None, paper, root)]
+        return None
+    if cmd.env:
         return None
     if "--run-dir" in flags:  # (the shared run is copied there)
         i = flags.index("--run-dir")
@@ -302,7 +305,7 @@ def _tensorboard(argv, timeout=90):
 def execute(cmd, shared_root=None):
     """Runs one planned command; returns ``(ok, detail)``. ``shared_root``: the folder of the
     test session's shared runs (None: every command runs here)."""
-    if cmd.action in ("run", "train") and cmd.shared is not None and shared_root:
+    if cmd.action in ("run", "train", "env") and cmd.shared is not None and shared_root:
         done = _from_shared_run(cmd, shared_root)
         if done is not None:
             return done

@@ -163,8 +163,11 @@ def shared_run(tmp_path_factory, script, *args, data=None, root=None):
     def make(folder):
         cmd = [sys.executable, os.path.join(REPO, "experiments", f"{script}.py"), *args,
                "--run-dir", os.path.join(folder, "run")]
-        env = dict(os.environ, KERAS_HOME=keras_home(root))
-        env.pop("XLA_FLAGS", None)  # (the README test's, for JAX: not the runs')
+        # the same environment whoever asks first (the README test sets these for itself; a
+        # --deterministic run sets its own)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("XLA_FLAGS", "TF_NUM_INTEROP_THREADS", "PYTHONHASHSEED")}
+        env["KERAS_HOME"] = keras_home(root)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO,
                               env=env)
         if proc.returncode != 0:

@@ -13,6 +13,7 @@ from conftest import REPO
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import readme_commands as rc  # noqa: E402
 from shared_runs import cache_root  # noqa: E402
+from tinynet.training.determinism import DETERMINISTIC_ENV  # noqa: E402
 
 
 def readme_plan():
@@ -43,7 +44,9 @@ def test_every_readme_command_has_a_rule_and_reads_only_what_an_earlier_one_wrot
 def test_the_readme_followed_line_by_line_works(tmp_path, tmp_path_factory):
     for name in ("experiments", "tools", "tinynet"):
         os.symlink(os.path.join(REPO, name), tmp_path / name)
-    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0")  # JAX's CPU compile
+    # JAX's CPU compile at its lowest optimisation; the deterministic environment set before
+    # start, so that a --deterministic run in this interpreter does not restart it
+    env = dict(os.environ, XLA_FLAGS="--xla_backend_optimization_level=0", **DETERMINISTIC_ENV)
     # the --quick runs are the papers' shared quick runs (made here if no test made them yet)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "readme_commands.py"),
                            os.path.join(REPO, "README.md"), str(tmp_path),
