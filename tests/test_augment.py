@@ -80,6 +80,7 @@ def test_recipe_changes_images_keeps_shape_and_is_seeded(recipe):
     assert not np.array_equal(out, aug.augment_numpy(x, np.array([0, 2, 0])))  # other epoch
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_recipes_build_in_a_fresh_interpreter():
     """imgaug must import under NumPy 2 whichever recipe is built first."""
     import subprocess

@@ -175,6 +175,7 @@ def test_a_width_too_small_for_the_model_is_one_line_from_the_builder(quick_data
 
 # -- a saved model loaded without tinynet says to import it ---------------------------------------
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_a_saved_model_loaded_without_tinynet_says_to_import_it(tmp_path):
     import numpy as np
 

@@ -6,7 +6,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, channels_first_runs_here
+
+# one oneDNN interpreter running the layout tests: CI's slow step
+pytestmark = pytest.mark.slow
 
 TESTS = ["tests/test_cifar_resnet.py::test_equals_the_original_forward_pass",
          "tests/test_cifar_resnet.py::test_data_formats_give_the_same_outputs_with_the_same_weights",

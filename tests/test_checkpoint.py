@@ -55,6 +55,7 @@ def test_keeps_the_newest_two_and_falls_back_past_a_corrupt_one(tmp_path):
     assert meta["completed_epochs"] == 2 and "ckpt-00003.npz is unreadable" in warnings[0]
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     model = trained_model()
     checkpoint.save_checkpoint(str(tmp_path), model, model.optimizer, {"completed_epochs": 1})
@@ -73,6 +74,7 @@ def test_a_write_killed_midway_leaves_the_previous_checkpoint(tmp_path, monkeypa
     assert meta["completed_epochs"] == 1
 
 
+@pytest.mark.slow  # (builds or trains models for seconds: CI's slow step)
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     model = trained_model()
     checkpoint.save_checkpoint(str(tmp_path), model, model.optimizer, {"completed_epochs": 1})

@@ -62,6 +62,7 @@ def reference(shared):
     return pathlib.Path(shared.data("cifar_resnet_design")), run_dir, stdout
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_quick_run_end_to_end(reference):
     data_dir, run_dir, stdout = reference
     rows, config = run_dir_files(run_dir)
@@ -113,6 +114,7 @@ def test_continue_epochs_starts_from_the_parent(reference, tmp_path):
     assert "done: 1 epochs" in again.stdout  # re-running the command finds the finished run
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_a_resume_with_another_split_and_a_continuation_of_an_unfinished_run_are_refused(
         reference, design, tmp_path, capsys):
     data_dir, ref_dir, _ = reference

@@ -45,6 +45,7 @@ def test_two_phase_freezes_the_backbone_then_fine_tunes_everything_at_a_lower_lr
                                                  head_fraction=0.99).stages] == [9, 1]
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_quick_runs_end_to_end_without_a_download(shared):
     # the quick run: 2 epochs of 3 steps, and the 10-crop evaluation
     run_dir, stdout = shared.quick("denresnet")

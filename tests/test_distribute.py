@@ -119,6 +119,7 @@ def mirrored_run(shared):
     return multi_resnet_run(shared, *MIRRORED)
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_mirrored_run_learns_and_records_its_replicas(mirrored_run):
     run_dir, stdout = mirrored_run
     assert "strategy mirrored: 2 replica(s)" in stdout
@@ -131,6 +132,7 @@ def test_mirrored_run_learns_and_records_its_replicas(mirrored_run):
     assert (run_dir / "test_errors.json").exists()
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_mirrored_validation_is_what_the_saved_model_gives(mirrored_run):
     """The replicas' BN moving statistics are averaged before validation, so the history's
     val_loss is the saved model's (without it, each replica validated its share with its own

@@ -220,6 +220,7 @@ def run_tool(*args, cwd=None):
                           text=True, cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_tool_end_to_end(runs, tmp_path):
     dirs = runs["dirs"]
     proc = run_tool(dirs["a"], dirs["b"], "--weights", "1,3", "--ten-crop", "--output",

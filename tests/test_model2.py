@@ -61,6 +61,7 @@ def reference_run(shared):
     return shared.quick("densenet_model2")
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_six_phases_end_to_end(reference_run, model2):
     run_dir, stdout = reference_run
     for k in range(2, 7):
@@ -80,6 +81,7 @@ def test_six_phases_end_to_end(reference_run, model2):
         assert [float(r["lr"]) for r in csv.DictReader(f)] == [r[2] for r in rows[::3]]
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_restart_uses_the_previous_phases_best_weights(reference_run):
     run_dir, _ = reference_run
     state = json.loads((run_dir / "state.json").read_text())

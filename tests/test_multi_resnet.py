@@ -417,6 +417,7 @@ def device_process(request, tmp_path_factory):
         proc.wait()
 
 
+@pytest.mark.slow  # (builds or trains models for seconds: CI's slow step)
 def test_model_parallel_split_placement_fallback_and_saving(device_process):
     proc, tmp_path = device_process
     proc.wait(timeout=300)

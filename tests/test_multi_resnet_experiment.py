@@ -67,12 +67,19 @@ def history(run_dir):
         return list(csv.DictReader(f))
 
 
+RUNS = {"single": [], "split": ["--model-parallel", "CPU:0,CPU:1"]}
+
+
 @pytest.fixture(scope="module")
 def runs(shared):
-    """The --quick run on one device and split over two logical CPUs (4 steps an epoch: these
-    tests check the run, not what it learns)."""
-    return {name: multi_resnet_run(shared, *extra) for name, extra in (
-        ("single", []), ("split", ["--model-parallel", "CPU:0,CPU:1"]))}
+    """``runs[name]``: the quick run on one device, or split over two logical CPUs (made when a
+    test first reads it: 4 steps an epoch, these tests check the run, not what it learns)."""
+    class Runs(dict):
+        def __missing__(self, name):
+            self[name] = multi_resnet_run(shared, *RUNS[name])
+            return self[name]
+
+    return Runs()
 
 
 def test_quick_run_end_to_end(runs):
@@ -98,6 +105,7 @@ def test_quick_run_end_to_end(runs):
             "epochs x0.0182927, 4 steps per epoch, width 0.25)") in stdout
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_model_parallel_run_trains_as_the_single_device_run(runs):
     """Same weights and data; only the order of each block's additions differs."""
     split_dir, _ = runs["split"]

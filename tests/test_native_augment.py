@@ -11,11 +11,9 @@ from tinynet.augment.recipes import (ALL, PAD_MODES_ALL, SomeOf, Sequential, Som
 from tinynet.errors import TinynetError
 
 RECIPES = list_recipes()
-# The random-order recipes take 7-15 s each to XLA-compile on 2 cores: the default run covers
-# them once (test_native_recipes_without_xla, and the statistical comparisons); the compiled
-# path of each runs in CI's slow step.
-HEAVY = {"densenet_model1", "densenet_model2", "resnet_heavy"}
-COMPILED = [pytest.param(r, marks=pytest.mark.slow) if r in HEAVY else r for r in RECIPES]
+# A recipe takes 5-15 s to XLA-compile on 2 cores: the compiled path of each runs in CI's slow
+# step; the default run checks the recipes as data (the imgaug equivalence) and the nodes.
+COMPILED = [pytest.param(r, marks=pytest.mark.slow) for r in RECIPES]
 
 
 # -- the recipe factories as they were written before the recipes became data (verbatim, but
@@ -167,6 +165,7 @@ def test_native_recipe_shape_dtype_and_determinism(recipe):
     assert not np.array_equal(out, aug(x, y, _key(1, 1, 2))[0])  # other seed
 
 
+@pytest.mark.slow  # (XLA compiles: CI's slow step)
 def test_native_recipes_without_xla():
     """``jit_compile=False``: Philox instead of ThreeFry (no non-XLA kernel), same contract."""
     for recipe in RECIPES:
@@ -222,6 +221,7 @@ def test_fliplr_and_flipud_always():
     assert all(f or k for f, k in zip(flipped, kept)) and 10 < sum(flipped) < 54
 
 
+@pytest.mark.slow  # (XLA compiles: CI's slow step)
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect", ALL])
 @pytest.mark.parametrize("order", [0, 1, [0, 1]])
 def test_identity_affine_leaves_images_unchanged(mode, order):
@@ -241,6 +241,7 @@ def test_affine_matches_imgaug_on_an_integer_translation():
     assert np.mean(_run(node, x) == ref) > 0.99
 
 
+@pytest.mark.slow  # (XLA compiles: CI's slow step)
 def test_cifar_pad_crop_offsets_lie_in_0_to_8():
     # A 32x32 crop of the 4-padded image is the image shifted by (oy - 4, ox - 4).
     x = np.random.default_rng(0).integers(1, 256, (256, 32, 32, 3), dtype=np.uint8)
@@ -257,6 +258,7 @@ def test_cifar_pad_crop_offsets_lie_in_0_to_8():
     assert {oy for oy, _ in seen} >= set(range(8)) and {ox for _, ox in seen} >= set(range(8))
 
 
+@pytest.mark.slow  # (XLA compiles: CI's slow step)
 def test_coarse_dropout_p1_zeroes_everything():
     x = _images()
     for per_channel in (False, True, 0.5):

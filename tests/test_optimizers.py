@@ -343,6 +343,7 @@ def test_config_round_trip():
     assert type(via_keras) is topt.CoupledAdadelta and via_keras.get_config() == config
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_saved_model_loads_in_a_fresh_process(tmp_path):
     model = tiny_model(2)
     model.compile(optimizer=make_optimizer(

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -24,12 +25,14 @@ def test_the_command_line_modules_start_no_tensorflow_and_leave_the_umask():
     assert out == "[] True"
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_plots_leave_the_matplotlib_backend_alone():
     out = run("import matplotlib; matplotlib.use('svg'); import tinynet.plots, tinynet.evaluation; "
               "print(matplotlib.get_backend())")
     assert out == "svg"
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_import_tinynet_then_load_model_in_a_fresh_process(tmp_path):
     from tinynet.models import get_model
     from tinynet.training.optimizers import make_optimizer

@@ -69,6 +69,7 @@ def test_model2_is_among_the_recipes_checked():
     assert "densenet_model2" in ALL_RECIPES
 
 
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_same_key_same_batch_whatever_the_hash_seed():
     """This process and one with another PYTHONHASHSEED (1, or 2 where this one runs with 1;
     unset, this process's hash seed is random): bit-identical batches for both backends.

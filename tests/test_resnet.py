@@ -131,6 +131,7 @@ def test_weight_decay_is_an_l2_gradient_term_on_kernels_only():
     assert float(sum(decayed.losses)) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow  # (builds or trains models for seconds: CI's slow step)
 def test_resnets_train_with_stochastic_depth():
     model = get_model("resnet18", variant="e", stochastic_depth=0.5, seed=0, **SMALL)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
@@ -143,6 +144,7 @@ def test_resnets_train_with_stochastic_depth():
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.slow) if n in ("resnet101", "resnet152") else n
     for n in list_models("resnet*")])
+@pytest.mark.slow  # (a fresh interpreter: CI's slow step)
 def test_every_resnet_saves_and_loads_in_a_fresh_process(name, tmp_path):
     model = get_model(name, stochastic_depth=0.5, batch_norm="fused", **SMALL)
     path = tmp_path / f"{name}.keras"

@@ -28,6 +28,7 @@ def test_variants_follow_seed_001():
 
 # resnet_run (conftest): the quick run (ResNet-34 at a quarter width, as --quick trains)
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_quick_run_end_to_end(resnet_run):
     state = json.loads((resnet_run / "state.json").read_text())
     assert state["status"] == "complete" and state["completed_epochs"] == 4  # 40, 20, 10 x 0.05
@@ -38,6 +39,7 @@ def test_quick_run_end_to_end(resnet_run):
         assert [float(r["lr"]) for r in csv.DictReader(f)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_error_analysis_writes_its_files(resnet_run, tmp_path, capsys):
     run_dir = copy_run(resnet_run, tmp_path / "run")  # it writes into the run directory
     cli_output(load_file("tools", "error_analysis").main, [run_dir, "--gallery", "6"], capsys)

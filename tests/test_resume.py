@@ -14,6 +14,9 @@ from tinynet.training.rundir import HISTORY_COLUMNS
 
 from conftest import REPO, TINY_RUN, TINY_RUN_EPOCHS, run_script
 
+# every test reads or trains Model 1's protocol end to end: CI's slow step
+pytestmark = pytest.mark.slow
+
 
 def tiny_args(data_dir, run_dir, *extra):
     return [*TINY_RUN, "--data-dir", data_dir, "--run-dir", run_dir, *extra]

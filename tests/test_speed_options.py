@@ -42,6 +42,7 @@ def arrays(path):
         return {k: f[k] for k in f.files}
 
 
+@pytest.mark.slow  # (builds or trains models for seconds: CI's slow step)
 @pytest.mark.parametrize("on_device", ["augment", "data"])
 def test_device_input_computes_the_host_pipelines_batches(data, on_device):
     from tinynet.augment import get_augmenter
@@ -152,6 +153,7 @@ def test_mixed_float16_checkpoints_the_loss_scale_and_resumes(data, tmp_path):
     assert json.loads((run_dir / "state.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow  # (builds or trains models for seconds: CI's slow step)
 def test_precision_and_jit_compile_belong_to_the_identity(data, tmp_path):
     run_dir = tmp_path / "run"
     train(data, run_dir, protocol=protocol(epochs=1))

@@ -62,6 +62,7 @@ def reference(small_root, tmp_path_factory):
     return run_dir, arrays(initial), stdout
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_frozen_stage_moves_only_the_head(reference):
     run_dir, initial, _ = reference
     names = list(initial["names"])
@@ -72,6 +73,7 @@ def test_frozen_stage_moves_only_the_head(reference):
     assert moved and all(n.startswith("head") for n in moved)  # BN statistics of frozen blocks too
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_second_stage_trains_everything_with_its_own_optimizer(reference):
     run_dir, initial, _ = reference
     names = list(initial["names"])
@@ -88,6 +90,7 @@ def test_second_stage_trains_everything_with_its_own_optimizer(reference):
     assert lrs[2:] == pytest.approx([0.05, 0.05, 0.005, 0.005])
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_resume_inside_the_new_optimizers_stage_is_bit_identical(reference, small_root, tmp_path):
     ref_dir, _, _ = reference
     run_dir = tmp_path / "run"

@@ -123,6 +123,7 @@ def test_search_writes_table_and_plot_and_continues(fake, tmp_path, capsys):
     assert "is another search: lr_range [2.0, 10.0] (now [1.0, 10.0])" in err
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(fake, tmp_path, capsys):
     d = tmp_path / "study"
     tune(fake, "--trials", 2, "--study-dir", d, "--batch-sizes", "16,32", "--wd-range",
@@ -183,6 +184,7 @@ def _assert_resumed(d, retry_number):
     assert sum(t.state.name == "COMPLETE" for t in trials) == 2
 
 
+@pytest.mark.slow  # (trains a paper's protocol end to end: CI's slow step)
 def test_a_killed_search_retries_its_trial_in_the_same_run_dir(fake, tmp_path):
     d = tmp_path / "study"
     proc, child = _start_and_wait(fake, d)
