@@ -223,9 +223,8 @@ def _from_shared_run(cmd, root):
         return None
     if cmd.env:
         return None
-    if "--run-dir" in flags:  # (the shared run is copied there)
-        i = flags.index("--run-dir")
-        del flags[i:i + 2]
+    # (a --run-dir the README gives is no part of the run's key, and the shared run's own
+    # --run-dir, last, wins: the run is copied there instead)
     run_dir, _ = shared_run(None, paper, *flags, data=paper, root=root)
     shutil.copytree(run_dir, destination)
     return True, f"the shared quick run {os.path.basename(os.path.dirname(run_dir))}"

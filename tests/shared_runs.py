@@ -165,8 +165,10 @@ def shared_run(tmp_path_factory, script, *args, data=None, root=None):
                "--run-dir", os.path.join(folder, "run")]
         # the same environment whoever asks first (the README test sets these for itself; a
         # --deterministic run sets its own)
+        from tinynet.training.determinism import DETERMINISTIC_ENV
+
         env = {k: v for k, v in os.environ.items()
-               if k not in ("XLA_FLAGS", "TF_NUM_INTEROP_THREADS", "PYTHONHASHSEED")}
+               if k != "XLA_FLAGS" and k not in DETERMINISTIC_ENV}
         env["KERAS_HOME"] = keras_home(root)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO,
                               env=env)

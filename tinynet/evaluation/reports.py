@@ -81,7 +81,6 @@ def paper_record(citation, figures, differences=()):
     return {"citation": str(citation), "figures": out, "differences": differences}
 
 
-# common flags that change the protocol: (attribute, values that leave it the paper's, wording)
 # -- reading a run directory (TF-free: tinynet.run_reader) ------------------------------------
 def is_run_dir(path):
     return RunReader(path).has_config()

@@ -36,13 +36,15 @@ _TINY_IMAGENET_ONLY = frozenset({"interpolation", "augment_backend"})
 
 def paper_args(module, args, figure_options=None):
     """The paper's own run beside ``args``: ``module``'s defaults, resolved, with the
-    figure-choosing options taken from ``args``."""
-    figure = getattr(module, "FIGURE_OPTIONS", ()) if figure_options is None else (
-        figure_options)
+    figure-choosing options (default the module's ``FIGURE_OPTIONS``) taken from ``args``."""
     raw = module.build_parser().parse_args([])
-    for option in figure:
+    for option in _figure_options(module, figure_options):
         setattr(raw, option, getattr(args, option))
     return module.resolve(raw)
+
+
+def _figure_options(module, override):
+    return set(getattr(module, "FIGURE_OPTIONS", ()) if override is None else override)
 
 
 def differences(paper, args, figure_options=None):
@@ -53,8 +55,7 @@ def differences(paper, args, figure_options=None):
     from tinynet.papers import get_paper
 
     module = get_paper(paper) if isinstance(paper, str) else paper
-    figure = set(getattr(module, "FIGURE_OPTIONS", ()) if figure_options is None
-                 else figure_options)
+    figure = _figure_options(module, figure_options)
     theirs = paper_args(module, args, figure)
     out = _dataset_differences(module, args)
     if getattr(args, "quick", False):
@@ -99,4 +100,3 @@ def _text(option, ours, theirs, notes, paper_value):
     head = flag if ours is True else f"{flag} {ours}"
     paper = "not the paper's" if theirs is None or theirs is False else f"the paper's: {theirs}"
     return f"{head} ({paper}{'; ' + note if note else ''})"
-

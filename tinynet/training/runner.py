@@ -361,10 +361,9 @@ def run_protocol(protocol, *, model_name, data, run_dir=None, model_kwargs=None,
 
     ``data`` is a ``tinynet.data.datasets.TrainData``; ``settings`` a ``RunSettings``, or the
     keyword ``options`` make one with ``run_dir`` (seed, deterministic, restart, ...).
-    ``strategy``: a ``tf.distribute``
-    strategy (``tinynet.training.distribute.make_strategy``) whose scope builds the model,
-    optimizers and metrics and runs ``fit``; each stage's batch size is the global batch, split
-    across its replicas. Under multi-worker only the chief writes ``run_dir``; every worker
+    ``strategy``: a ``tf.distribute`` strategy (``tinynet.training.distribute.make_strategy``)
+    whose scope builds the model, optimizers and metrics and runs ``fit``; each stage's batch
+    size is the global batch, split across its replicas. Under multi-worker only the chief writes ``run_dir``; every worker
     resumes from it. ``<run_dir>/tensorboard/`` holds TensorBoard logs (per-epoch metrics, lr
     per iteration, stage boundaries); a resumed run appends to the same timeline.
 
