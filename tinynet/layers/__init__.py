@@ -4,6 +4,7 @@ from tinynet.layers.imagenet_preprocessing import ImageNetPreprocessing
 from tinynet.layers.multi_residual import MultiResidual
 from tinynet.layers.space_to_depth import SpaceToDepth
 from tinynet.layers.stochastic_depth import StochasticDepth, linear_survival
+from tinynet.layers.torch_batch_norm import TorchBatchNormalization
 
 __all__ = ["FusedBatchNormalization", "ImageNetPreprocessing", "MultiResidual", "SpaceToDepth",
-           "StochasticDepth", "linear_survival"]
+           "StochasticDepth", "TorchBatchNormalization", "linear_survival"]

@@ -85,6 +85,7 @@ import keras
 from keras import layers
 
 from tinynet.layers.data_format import standardize_data_format
+from tinynet.models.batch_norm import batch_norm_class
 from tinynet.models.registry import register_model
 from tinynet.models.width import scale_filters
 
@@ -147,24 +148,25 @@ def _conv(x, filters, kernel, stride, padding, *, data_format, name):
                          kernel_initializer=_conv_init(), data_format=data_format, name=name)(x)
 
 
-def _bn(x, *, data_format, name):
-    """PyTorch ``BatchNorm2d`` defaults (eps 1e-5, momentum 0.1 = Keras 0.9)."""
-    return layers.BatchNormalization(axis=_channel_axis(data_format), epsilon=1e-5, momentum=0.9,
-                                     name=name)(x)
+def _bn(x, *, data_format, name, bn):
+    """PyTorch ``BatchNorm2d`` defaults (eps 1e-5, momentum 0.1 = Keras 0.9); ``bn`` the layer
+    class (``tinynet.models.batch_norm``)."""
+    return bn(axis=_channel_axis(data_format), epsilon=1e-5, momentum=0.9, name=name)(x)
 
 
-def basic_block(x, filters, kernel_size, skip_kernel, stride, *, data_format, name):
+def basic_block(x, filters, kernel_size, skip_kernel, stride, *, data_format, name,
+                bn=layers.BatchNormalization):
     """kuangliu's ``BasicBlock``: ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))."""
     in_channels = x.shape[_channel_axis(data_format)]
     y = _conv(x, filters, kernel_size, stride, 1, data_format=data_format, name=f"{name}_conv1")
-    y = _bn(y, data_format=data_format, name=f"{name}_bn1")
+    y = _bn(y, data_format=data_format, name=f"{name}_bn1", bn=bn)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
     y = _conv(y, filters, kernel_size, 1, 1, data_format=data_format, name=f"{name}_conv2")
-    y = _bn(y, data_format=data_format, name=f"{name}_bn2")
+    y = _bn(y, data_format=data_format, name=f"{name}_bn2", bn=bn)
     if stride != 1 or in_channels != filters:
         shortcut = _conv(x, filters, skip_kernel, stride, 0, data_format=data_format,
                          name=f"{name}_shortcut_conv")
-        shortcut = _bn(shortcut, data_format=data_format, name=f"{name}_shortcut_bn")
+        shortcut = _bn(shortcut, data_format=data_format, name=f"{name}_shortcut_bn", bn=bn)
     else:
         shortcut = x
     y = layers.Add(name=f"{name}_add")([y, shortcut])
@@ -260,13 +262,15 @@ def _check_sizes(input_shape, blocks, channels, conv_kernels, skip_kernels, pool
 def build_cifar_resnet(blocks, channels, conv_kernels=None, skip_kernels=None, pool=4,
                        input_shape=(32, 32, 3), num_classes=10, include_top=True,
                        classifier_activation="softmax", data_format=None, name=None, *,
-                       width=1.0):
+                       width=1.0, batch_norm="keras"):
     """The ResNet of seed 004 with N = len(blocks) residual layers (see the module docstring).
 
     ``conv_kernels`` (F) and ``skip_kernels`` (K) default to 3s and 1s. ``include_top=False``
     returns the last residual layer's map (no pooling; ``pool`` is then not checked). The input
     is always NHWC; a ``channels_first`` model transposes once at its input. ``name`` defaults
     to ``ResNet-d``, d = 2 * sum(blocks) + 2. ``width`` multiplies every C_i (not the paper's).
+    ``batch_norm``: ``"torch"`` (PyTorch's moving variance, the protocol's default) or
+    ``"keras"`` (``tinynet.models.batch_norm``).
     """
     blocks = _positive_ints("blocks", blocks)
     n = len(blocks)
@@ -285,6 +289,7 @@ def build_cifar_resnet(blocks, channels, conv_kernels=None, skip_kernels=None, p
                          f"channels) with known positive sizes. Received: "
                          f"input_shape={input_shape!r}")
     data_format = standardize_data_format(data_format)
+    bn = batch_norm_class(batch_norm)
     scaled = tuple(scale_filters(channels, width, name or f"ResNet-{2 * sum(blocks) + 2}"))
     _check_sizes(input_shape, blocks, scaled, conv_kernels, skip_kernels, pool, include_top)
 
@@ -293,13 +298,13 @@ def build_cifar_resnet(blocks, channels, conv_kernels=None, skip_kernels=None, p
     if data_format == "channels_first":
         x = layers.Permute((3, 1, 2), name="to_channels_first")(x)
     x = _conv(x, scaled[0], conv_kernels[0], 1, 1, data_format=data_format, name="stem_conv")
-    x = _bn(x, data_format=data_format, name="stem_bn")
+    x = _bn(x, data_format=data_format, name="stem_bn", bn=bn)
     x = layers.Activation("relu", name="stem_relu")(x)
     for i, (b_i, c_i, f_i, k_i) in enumerate(zip(blocks, scaled, conv_kernels, skip_kernels),
                                              start=1):
         for b in range(1, b_i + 1):
             x = basic_block(x, c_i, f_i, k_i, 2 if (i > 1 and b == 1) else 1,
-                            data_format=data_format, name=f"layer{i}_block{b}")
+                            data_format=data_format, name=f"layer{i}_block{b}", bn=bn)
     if include_top:
         x = layers.AveragePooling2D(pool, strides=pool, padding="valid", data_format=data_format,
                                     name="avg_pool")(x)
@@ -322,21 +327,23 @@ _default = SPECS[DEFAULT]
                 trainable_params=_default[3], total_params=_default[4])
 def cifar_resnet(blocks=_default[1], channels=_default[2], conv_kernels=None, skip_kernels=None,
                  pool=4, input_shape=(32, 32, 3), num_classes=10, include_top=True,
-                 classifier_activation="softmax", width=1.0, data_format=None):
+                 classifier_activation="softmax", width=1.0, data_format=None,
+                 batch_norm="keras"):
     """Any configuration of the design space; the defaults are the paper's ResNet-24."""
     return build_cifar_resnet(blocks, channels, conv_kernels, skip_kernels, pool, input_shape,
                               num_classes, include_top, classifier_activation, data_format,
-                              width=width)
+                              width=width, batch_norm=batch_norm)
 
 
 def _register(name):
     paper_name, blocks, channels, trainable, total, printed, note = SPECS[name]
 
     def entry(input_shape=(32, 32, 3), num_classes=10, include_top=True,
-              classifier_activation="softmax", width=1.0, data_format=None):
+              classifier_activation="softmax", width=1.0, data_format=None,
+              batch_norm="keras"):
         return build_cifar_resnet(blocks, channels, None, None, 4, input_shape, num_classes,
                                   include_top, classifier_activation, data_format, paper_name,
-                                  width=width)
+                                  width=width, batch_norm=batch_norm)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = f"{paper_name} of seed 004's Table 1: B={blocks}, C={channels}, F=3, K=1, P=4."

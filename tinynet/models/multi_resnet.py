@@ -115,6 +115,7 @@ from keras import layers
 
 from tinynet.errors import TinynetError
 from tinynet.layers.multi_residual import MultiResidual, ZeroPadShortcut
+from tinynet.models.batch_norm import batch_norm_class
 from tinynet.models.registry import register_model
 from tinynet.models.width import scale_filters
 
@@ -142,42 +143,44 @@ def _conv(filters, kernel, stride, prefix, j):
     return [conv]
 
 
-def _bn(name):
-    """Torch ``SpatialBatchNormalization``: eps 1e-5, momentum 0.1 (Keras 0.9), gamma 1, beta 0."""
-    return layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name)
+def _bn(name, bn):
+    """Torch ``SpatialBatchNormalization``: eps 1e-5, momentum 0.1 (Keras 0.9), gamma 1, beta 0;
+    ``bn`` the layer class (``tinynet.models.batch_norm``)."""
+    return bn(epsilon=1e-5, momentum=0.9, name=name)
 
 
-def _preact(j, name):
-    return [_bn(f"{name}_bn{j}"), layers.Activation("relu", name=f"{name}_relu{j}")]
+def _preact(j, name, bn):
+    return [_bn(f"{name}_bn{j}", bn), layers.Activation("relu", name=f"{name}_relu{j}")]
 
 
-def _basic_branch(name, out_channels, stride, preact):
+def _basic_branch(name, out_channels, stride, preact, bn):
     """BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3; no first BN-ReLU in a stage-first block."""
-    ls = _preact(1, name) if preact else []
+    ls = _preact(1, name, bn) if preact else []
     ls += _conv(out_channels, 3, stride, name, 1)
-    ls += _preact(2, name) + _conv(out_channels, 3, 1, name, 2)
+    ls += _preact(2, name, bn) + _conv(out_channels, 3, 1, name, 2)
     return keras.Sequential(ls, name=name)
 
 
-def _bottleneck_branch(name, out_channels, stride, preact):
+def _bottleneck_branch(name, out_channels, stride, preact, bn):
     """BN-ReLU-conv1x1(stride)-BN-ReLU-conv3x3-BN-ReLU-conv1x1, bottleneck width out/4."""
     mid = out_channels // 4
-    ls = _preact(1, name) if preact else []
+    ls = _preact(1, name, bn) if preact else []
     ls += _conv(mid, 1, stride, name, 1)
-    ls += _preact(2, name) + _conv(mid, 3, 1, name, 2)
-    ls += _preact(3, name) + _conv(out_channels, 1, 1, name, 3)
+    ls += _preact(2, name, bn) + _conv(mid, 3, 1, name, 2)
+    ls += _preact(3, name, bn) + _conv(out_channels, 1, 1, name, 3)
     return keras.Sequential(ls, name=name)
 
 
-def multi_residual_block(x, out_channels, stride, *, k, block, first, shortcut, devices, name):
+def multi_residual_block(x, out_channels, stride, *, k, block, first, shortcut, devices, name,
+                         bn=layers.BatchNormalization):
     """One block (see the module docstring); ``first``: the stage's first block, which
     pre-activates its input once for all branches and the shortcut."""
     in_channels = x.shape[-1]
     if first:
-        x = _bn(f"{name}_preact_bn")(x)
+        x = _bn(f"{name}_preact_bn", bn)(x)
         x = layers.Activation("relu", name=f"{name}_preact_relu")(x)
     make = _basic_branch if block == "basic" else _bottleneck_branch
-    branches = [make(f"{name}_branch{i}", out_channels, stride, not first)
+    branches = [make(f"{name}_branch{i}", out_channels, stride, not first, bn)
                 for i in range(1, k + 1)]
     shortcut_layer = None
     if in_channels != out_channels:
@@ -239,15 +242,18 @@ def check_configuration(depth, k, block="basic", shortcut=None, width=1.0, num_c
 
 def build_multi_resnet(depth, k, block="basic", shortcut=None, input_shape=(32, 32, 3),
                        num_classes=10, include_top=True, classifier_activation="softmax",
-                       name=None, *, width=1.0, devices=None):
+                       name=None, *, width=1.0, devices=None, batch_norm="keras"):
     """Multi-ResNet of ``depth`` with ``k`` residual functions per block (module docstring).
 
     ``shortcut``: None (the family's default: 'A' for basic, the projection for bottleneck),
     'A' or 'B'. ``include_top=False`` returns the final BN-ReLU map. ``name`` defaults to
     ``multi-resnet-{depth}-k{k}``, or ``pre-resnet-{depth}`` when k = 1. ``devices`` splits
-    every block's branches over those devices (model parallelism).
+    every block's branches over those devices (model parallelism). ``batch_norm``: ``"torch"``
+    (the moving variance Torch7 kept, the protocol's default) or ``"keras"``
+    (``tinynet.models.batch_norm``).
     """
     input_shape = tuple(input_shape)
+    bn = batch_norm_class(batch_norm)
     check_configuration(depth, k, block, shortcut, width, num_classes, input_shape)
     n = (depth - 2) // BLOCKS[block]
     base, = scale_filters((BASE_WIDTH,), width, "Multi-ResNet")
@@ -263,8 +269,8 @@ def build_multi_resnet(depth, k, block="basic", shortcut=None, input_shape=(32, 
             stride = 2 if (s > 1 and b == 1) else 1
             x = multi_residual_block(x, out_channels, stride, k=k, block=block, first=b == 1,
                                      shortcut=shortcut, devices=devices,
-                                     name=f"stage{s}_block{b}")
-    x = _bn("final_bn")(x)
+                                     name=f"stage{s}_block{b}", bn=bn)
+    x = _bn("final_bn", bn)(x)
     x = layers.Activation("relu", name="final_relu")(x)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -316,20 +322,22 @@ _default = SPECS[DEFAULT]
                 total_params=_default[5], paper_params=_default[6], params_note=_default[7])
 def multi_resnet(depth=20, k=4, block="basic", shortcut=None, input_shape=(32, 32, 3),
                  num_classes=10, include_top=True, classifier_activation="softmax", width=1.0,
-                 devices=None):
+                 devices=None, batch_norm="keras"):
     """Any Multi-ResNet (basic depth 6n+2 or bottleneck depth 9n+2, k >= 1); the defaults are
     Table II's multi-resnet 20, k=4."""
     return build_multi_resnet(depth, k, block, shortcut, input_shape, num_classes, include_top,
-                              classifier_activation, width=width, devices=devices)
+                              classifier_activation, width=width, devices=devices,
+                              batch_norm=batch_norm)
 
 
 def _register(name):
     paper_name, block, depth, k, trainable, total, printed, note = SPECS[name]
 
     def entry(input_shape=(32, 32, 3), num_classes=10, include_top=True,
-              classifier_activation="softmax", width=1.0, devices=None):
+              classifier_activation="softmax", width=1.0, devices=None, batch_norm="keras"):
         return build_multi_resnet(depth, k, block, None, input_shape, num_classes, include_top,
-                                  classifier_activation, width=width, devices=devices)
+                                  classifier_activation, width=width, devices=devices,
+                                  batch_norm=batch_norm)
 
     entry.__name__ = entry.__qualname__ = name
     entry.__doc__ = (f"{paper_name} of seed 003: {block} blocks, depth {depth}, k={k}, the "

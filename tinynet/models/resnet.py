@@ -31,8 +31,9 @@ inputs, which keeps 8x8 maps at the last stage instead of 2x2.
 
 ``stochastic_depth``: the final survival probability ``p_L`` (None: off); block ``l`` of ``L``
 survives with ``1 - (l / L)(1 - p_L)`` (``tinynet.layers.StochasticDepth``, which skips the
-dropped branch's computation). ``batch_norm``: ``"keras"`` or ``"fused"``
-(``tinynet.layers.FusedBatchNormalization``). ``data_format``: ``channels_last``,
+dropped branch's computation). ``batch_norm``: ``"keras"``, ``"fused"``
+(``tinynet.layers.FusedBatchNormalization``) or ``"torch"`` (PyTorch's moving variance, as the
+torchvision models this builder matches keep it: ``tinynet.models.batch_norm``). ``data_format``: ``channels_last``,
 ``channels_first`` or ``auto`` (channels_first only when a GPU is visible, where cuDNN's NCHW
 kernels have been the faster layout for float32; CPU kernels are NHWC). The input is always
 NHWC and a channels_first model transposes once at its input. ``width`` multiplies the stage
@@ -48,9 +49,10 @@ it (TensorFlow raises its own error at the first step); JAX and PyTorch run it.
 import keras
 from keras import layers
 
-from tinynet.layers import FusedBatchNormalization, StochasticDepth, linear_survival
+from tinynet.layers import StochasticDepth, linear_survival
 from tinynet.layers.fused_batch_norm import require_tensorflow_backend
 from tinynet.layers.data_format import standardize_data_format
+from tinynet.models.batch_norm import batch_norm_class
 from tinynet.models.registry import register_model
 from tinynet.models.width import scale_filters
 
@@ -66,7 +68,7 @@ TORCHVISION_PARAMS = {"resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50"
 WIDTHS = (64, 128, 256, 512)
 VARIANTS = ("a", "b", "c", "d", "e")
 STEMS = ("imagenet", "tiny")
-BATCH_NORMS = ("keras", "fused")
+BATCH_NORMS = ("keras", "fused", "torch")
 
 
 def gpu_visible():
@@ -103,7 +105,7 @@ class _Ops:
         # He et al.'s weight decay adds wd * w to the gradient; Keras' L2(l) adds 2 * l * w.
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         self.axis = -1 if data_format == "channels_last" else 1
-        self.bn_class = FusedBatchNormalization if batch_norm == "fused" else layers.BatchNormalization
+        self.bn_class = batch_norm_class(batch_norm, BATCH_NORMS)
 
     def conv(self, filters, kernel, stride, name):
         return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
@@ -192,9 +194,7 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
     if stem not in STEMS:
         raise ValueError(f"Invalid value for argument `stem`: expected one of {STEMS}. "
                          f"Received: stem={stem!r}")
-    if batch_norm not in BATCH_NORMS:
-        raise ValueError(f"Invalid value for argument `batch_norm`: expected one of "
-                         f"{BATCH_NORMS}. Received: batch_norm={batch_norm!r}")
+    batch_norm_class(batch_norm, BATCH_NORMS)  # a bad value fails before anything is built
     widths = scale_filters(WIDTHS, width, depth_name)
     if batch_norm == "fused":
         require_tensorflow_backend(f"{depth_name}(batch_norm='fused')")

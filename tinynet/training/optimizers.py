@@ -9,6 +9,12 @@ the run's fingerprint); ``make_optimizer`` builds it::
     {"name": "adadelta", "learning_rate": 0.1, "rho": 0.9, "epsilon": 1e-6,
      "weight_decay": 5e-4, "weight_decay_mode": "coupled", "weight_decay_exclude": ["bias"]}
 
+``"convention": "torch"`` builds the optimizer that updates as ``torch.optim`` and Torch7's
+``optim`` do (``tinynet.training.torch_optimizers``: SGD's and RMSprop's lr-free momentum buffer,
+``eps`` where PyTorch puts it in Adagrad, Adam and RMSprop); ``"keras"`` (the default, and what a
+spec without the key always meant) builds Keras' own. The protocols of seeds 000, 003 and 004
+name ``"torch"``, as their originals were PyTorch or Torch7 code.
+
 ``name`` is one of ``sgd``, ``sgdn`` (SGD with ``nesterov=True``: needs ``momentum`` > 0, takes
 no ``nesterov``), ``adadelta``, ``adagrad``, ``adam``, ``adamw``, ``rmsprop`` or another optimizer
 ``keras.optimizers.get`` knows (``adamax``, ``nadam``, ``ftrl``, ``lion``, ...); every other key
@@ -72,7 +78,7 @@ PyTorch's defaults where Keras' differ (``PYTORCH_DEFAULTS`` states them as spec
   buffer ``b = μ·b + g`` and steps ``θ -= lr·b``; Keras keeps ``m = μ·m - lr·g`` and steps
   ``θ += m``. Identical while the lr is constant; after an lr change Keras' velocity still
   carries the old lr (the step right after the change differs, the difference then fading as
-  μ^k). Same for RMSprop with momentum.
+  μ^k). Same for RMSprop with momentum. ``"convention": "torch"`` removes the difference.
 - Adadelta: lr 1.0, rho 0.9, eps 1e-6 (Keras 0.001, 0.95, 1e-7). Same update otherwise.
 - Adagrad: lr 0.01, initial_accumulator_value 0, eps 1e-10 (Keras 0.001, 0.1, 1e-7); PyTorch
   divides by ``sqrt(sum) + eps``, Keras by ``sqrt(sum + eps)``; PyTorch's ``lr_decay`` has no
@@ -86,88 +92,20 @@ PyTorch's defaults where Keras' differ (``PYTORCH_DEFAULTS`` states them as spec
 Where clipping (``clipnorm`` etc.) is used, the coupled term is clipped with the gradient (it is
 added in ``apply``, before Keras clips); PyTorch code usually clips before ``step`` adds it.
 """
-import math
-import numbers
 import re
 
 import keras
-from keras import ops
 
 from tinynet.errors import TinynetError
+from tinynet.training.coupled import CoupledWeightDecay, check_decay, check_exclude
+from tinynet.training.torch_optimizers import TorchAdagrad, TorchAdam, TorchRMSprop, TorchSGD
 
-__all__ = ["COUPLED_OPTIMIZERS", "CoupledAdadelta", "CoupledAdagrad", "CoupledAdam",
-           "CoupledRMSprop", "CoupledSGD", "CoupledWeightDecay", "OPTIMIZER_NAMES",
-           "PYTORCH_DEFAULTS", "WEIGHT_DECAY_MODES", "make_optimizer"]
+__all__ = ["CONVENTIONS", "COUPLED_OPTIMIZERS", "CoupledAdadelta", "CoupledAdagrad",
+           "CoupledAdam", "CoupledRMSprop", "CoupledSGD", "CoupledWeightDecay", "OPTIMIZER_NAMES",
+           "PYTORCH_DEFAULTS", "TORCH_OPTIMIZERS", "WEIGHT_DECAY_MODES", "make_optimizer"]
 
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 _DECAY_KEYS = ("weight_decay", "weight_decay_mode", "weight_decay_exclude")
-
-
-def _tensorflow_backend():
-    return keras.backend.backend() == "tensorflow"
-
-
-class CoupledWeightDecay:
-    """Mixin for a Keras optimizer: PyTorch-style (coupled) weight decay.
-
-    ``coupled_weight_decay`` wd: ``wd · θ`` is added to the gradient of every variable not
-    excluded by ``weight_decay_exclude`` (name substrings, the mechanism and the names of Keras'
-    ``exclude_from_weight_decay``, which also applies to Keras' own ``weight_decay``) before the
-    optimizer's update, in ``apply`` -- the method ``Model.fit``'s train step reaches through
-    ``apply_gradients`` (and ``LossScaleOptimizer`` through the inner optimizer's ``apply``).
-    The decision per variable is made when the step is traced; the step itself only adds a term.
-    """
-
-    def __init__(self, *args, coupled_weight_decay=None, weight_decay_exclude=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.coupled_weight_decay = _check_decay(coupled_weight_decay, "coupled_weight_decay")
-        self._weight_decay_exclude = _check_exclude(weight_decay_exclude)
-        if self._weight_decay_exclude:
-            self.exclude_from_weight_decay(
-                var_names=[re.escape(s) for s in self._weight_decay_exclude])
-
-    @property
-    def weight_decay_exclude(self):
-        return list(self._weight_decay_exclude)
-
-    def _decays(self, variable):
-        if getattr(variable, "overwrite_with_gradient", False):
-            return False  # Keras assigns the "gradient" itself to such variables
-        if _tensorflow_backend() and isinstance(variable, keras.Variable):
-            # the object Keras' own (TensorFlow) _apply_weight_decay tests: same name, same cache
-            variable = variable.value
-        return self._use_weight_decay(variable)
-
-    def _coupled_gradient(self, grad, variable):
-        if grad is None or not self._decays(variable):
-            return grad
-        wd = self.coupled_weight_decay
-        if self.loss_scale_factor is not None:
-            wd = wd * self.loss_scale_factor  # apply() unscales the gradients after this
-        if _tensorflow_backend():
-            import tensorflow as tf
-            if isinstance(grad, tf.IndexedSlices):
-                grad = tf.convert_to_tensor(grad)  # the decay term is dense
-        return ops.add(grad, ops.multiply(ops.cast(variable, grad.dtype),
-                                          ops.cast(wd, grad.dtype)))
-
-    def apply(self, grads, trainable_variables=None):
-        if self.coupled_weight_decay:
-            grads = list(grads)
-            if trainable_variables is not None:
-                trainable_variables = list(trainable_variables)
-                variables = trainable_variables
-            else:  # the optimizer's own list, as Keras' apply uses it (mismatches: Keras raises)
-                variables = self._trainable_variables
-            if len(grads) == len(variables):
-                grads = [self._coupled_gradient(g, v) for g, v in zip(grads, variables)]
-        return super().apply(grads, trainable_variables)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(coupled_weight_decay=self.coupled_weight_decay,
-                      weight_decay_exclude=self.weight_decay_exclude or None)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="tinynet")
@@ -205,6 +143,13 @@ _KERAS_CLASSES = {name.lower(): getattr(keras.optimizers, name) for name in (
 _KERAS_CLASSES["sgdn"] = keras.optimizers.SGD
 OPTIMIZER_NAMES = tuple(sorted(_KERAS_CLASSES))
 
+# "convention": "torch" -- the class that updates as torch.optim does (Adadelta's rule is the same)
+CONVENTIONS = ("keras", "torch")
+TORCH_OPTIMIZERS = {"sgd": TorchSGD, "sgdn": TorchSGD, "adadelta": CoupledAdadelta,
+                    "adagrad": TorchAdagrad, "adam": TorchAdam, "adamw": TorchAdam,
+                    "rmsprop": TorchRMSprop}
+_TORCH_ONLY_ARGUMENTS = {"sgd": {"dampening"}, "sgdn": {"dampening"}, "adagrad": {"lr_decay"}}
+
 # spec keys that give torch.optim's defaults: {"name": n, **PYTORCH_DEFAULTS[n], ...}
 PYTORCH_DEFAULTS = {
     "sgd": {"learning_rate": 1e-3, "momentum": 0.0, "nesterov": False},
@@ -216,25 +161,6 @@ PYTORCH_DEFAULTS = {
     "rmsprop": {"learning_rate": 1e-2, "rho": 0.99, "epsilon": 1e-8, "momentum": 0.0,
                 "centered": False},
 }
-
-
-def _check_decay(value, key):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            math.isfinite(value) and value >= 0):
-        raise TinynetError(f"{key} must be a number >= 0, got {value!r}")
-    return float(value)
-
-
-def _check_exclude(value):
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-            isinstance(s, str) and s for s in value):
-        raise TinynetError(f"weight_decay_exclude must be a list of non-empty variable-name "
-                           f"substrings (e.g. [\"bias\", \"gamma\", \"beta\"]), got {value!r}")
-    return tuple(value)
 
 
 def _keras_arguments(cls):
@@ -259,8 +185,17 @@ def make_optimizer(spec):
     key = name.lower()
     if key not in _KERAS_CLASSES:
         raise TinynetError(f"unknown optimizer {name!r}; accepted: {', '.join(OPTIMIZER_NAMES)}")
-    keras_cls = _KERAS_CLASSES[key]
-    accepted = _keras_arguments(keras_cls) - ({"nesterov"} if key == "sgdn" else set())
+    convention = rest.pop("convention", "keras")
+    if convention not in CONVENTIONS:
+        raise TinynetError(f"optimizer {name!r}: \"convention\" must be \"torch\" (update as "
+                           f"torch.optim and Torch7 do) or \"keras\" (Keras' own rules), got "
+                           f"{convention!r}; see tinynet.training.torch_optimizers")
+    if convention == "torch" and key not in TORCH_OPTIMIZERS:
+        raise TinynetError(f"\"convention\": \"torch\" is available for "
+                           f"{', '.join(sorted(TORCH_OPTIMIZERS))}, not {name!r}")
+    accepted = _keras_arguments(_KERAS_CLASSES[key]) - ({"nesterov"} if key == "sgdn" else set())
+    if convention == "torch":
+        accepted |= _TORCH_ONLY_ARGUMENTS.get(key, set())
     unknown = sorted(set(rest) - accepted - set(_DECAY_KEYS))
     if unknown:
         raise TinynetError(f"optimizer {name!r} does not take {', '.join(map(repr, unknown))}; "
@@ -272,13 +207,22 @@ def make_optimizer(spec):
         name = "sgd"
         rest["nesterov"] = True
 
+    if convention == "torch":
+        cls = TORCH_OPTIMIZERS[key]
+        plain = lambda config: cls.from_config(config)  # noqa: E731
+    else:
+        plain = lambda config: keras.optimizers.get({"class_name": name, "config": config})  # noqa: E731
     decay_keys = [k for k in _DECAY_KEYS if k in rest]
     if not decay_keys or decay_keys == ["weight_decay"] and rest["weight_decay"] is None:
-        return _build(lambda: keras.optimizers.get({"class_name": name, "config": rest}), spec)
+        if convention == "torch" and key == "adamw":
+            raise TinynetError("optimizer 'adamw' with \"convention\": \"torch\" needs its "
+                               "\"weight_decay\" and \"weight_decay_mode\": \"decoupled\" "
+                               "(torch.optim.AdamW's default is 0.01)")
+        return _build(lambda: plain(rest), spec)
 
-    wd = _check_decay(rest.pop("weight_decay", None), "weight_decay")
+    wd = check_decay(rest.pop("weight_decay", None), "weight_decay")
     mode = rest.pop("weight_decay_mode", None)
-    exclude = _check_exclude(rest.pop("weight_decay_exclude", None))
+    exclude = check_exclude(rest.pop("weight_decay_exclude", None))
     if wd is None:
         raise TinynetError(f"optimizer {name!r}: {' and '.join(decay_keys)} without a "
                            f"\"weight_decay\"; give the decay (e.g. 5e-4) or leave them out")
@@ -289,8 +233,7 @@ def make_optimizer(spec):
             f"got {mode!r}; see tinynet.training.optimizers")
     if mode == "decoupled":
         def build():
-            optimizer = keras.optimizers.get(
-                {"class_name": name, "config": dict(rest, weight_decay=wd)})
+            optimizer = plain(dict(rest, weight_decay=wd))
             if exclude:
                 optimizer.exclude_from_weight_decay(var_names=[re.escape(s) for s in exclude])
             return optimizer
@@ -300,7 +243,7 @@ def make_optimizer(spec):
             key == "adamw") else ""
         raise TinynetError(f"coupled weight decay is available for "
                            f"{', '.join(sorted(COUPLED_OPTIMIZERS))}, not {name!r}{hint}")
-    cls = COUPLED_OPTIMIZERS[key]
+    cls = TORCH_OPTIMIZERS[key] if convention == "torch" else COUPLED_OPTIMIZERS[key]
     return _build(lambda: cls.from_config(
         dict(rest, coupled_weight_decay=wd, weight_decay_exclude=list(exclude) or None)), spec)
 
