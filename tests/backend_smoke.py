@@ -74,8 +74,9 @@ MODELS = {
     "densenet_model2": ("densenet_model2", dict(width=1 / 32, input_shape=(16, 16, 3)), 16),
     "resnet18_sd": ("resnet18", dict(width=1 / 16, variant="e", stochastic_depth=0.5, seed=1,
                                      weight_decay=1e-4, input_shape=(16, 16, 3)), 16),
-    "cifar_resnet24": ("nyu_resnet24", dict(width=1 / 16), 32),
-    "multi_resnet": ("multi_resnet", dict(depth=8, k=2, width=0.25, input_shape=(16, 16, 3)), 16),
+    "cifar_resnet24": ("nyu_resnet24", dict(width=1 / 16, batch_norm="torch"), 32),
+    "multi_resnet": ("multi_resnet", dict(depth=8, k=2, width=0.25, input_shape=(16, 16, 3),
+                                          batch_norm="torch"), 16),
     "transfer_resnet18": ("transfer_resnet18", dict(weights=None, image_size=32,
                                                     input_shape=(16, 16, 3)), 16),
 }
@@ -125,9 +126,13 @@ def check_model(key, folder):
     _seed(0)
     model = get_model(name, num_classes=CLASSES, **kwargs)
     params = model.count_params()
+    # the PyTorch/Torch-origin models train as their papers' protocols do: torch.optim's SGD
+    convention = "torch" if kwargs.get("batch_norm") == "torch" else "keras"
     model.compile(optimizer=make_optimizer({"name": "sgd", "learning_rate": 0.01,
-                                            "momentum": 0.9, "weight_decay": 1e-4,
-                                            "weight_decay_mode": "coupled"}),
+                                            "momentum": 0.9, "nesterov": True,
+                                            "weight_decay": 1e-4,
+                                            "weight_decay_mode": "coupled",
+                                            "convention": convention}),
                   loss=MixedTargetCrossentropy(), metrics=[MixedTargetAccuracy()])
     rng = np.random.default_rng(0)
     x = rng.random((4, size, size, 3)).astype("float32")
@@ -143,7 +148,16 @@ def check_model(key, folder):
     return {"params": params, "tf_params": TF_PARAMS[key], "loss": loss,
             "finite": bool(np.isfinite(loss) and np.isfinite(before).all()),
             "max_abs_diff": float(np.max(np.abs(before - after))),
-            "optimizer": type(loaded.optimizer).__name__}
+            "optimizer": type(loaded.optimizer).__name__,
+            "batch_norm": _batch_norm_class(loaded)}
+
+
+def _batch_norm_class(model):
+    """The class name of the (first) BatchNormalization layer of ``model``, nested ones too."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return type(layer).__name__
+    return None
 
 
 def _numpy_space_to_depth(x, b):

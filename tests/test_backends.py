@@ -140,7 +140,11 @@ def _check_report(report, backend):
         assert result["params"] == tf_params[key], (key, result)
         assert result["finite"], (key, result)
         assert result["max_abs_diff"] <= 1e-5, (key, result)
-        assert result["optimizer"] == "CoupledSGD", (key, result)
+        # the PyTorch/Torch-origin models train with torch.optim's SGD and PyTorch's BN
+        torch_rules = key in ("cifar_resnet24", "multi_resnet")
+        assert result["optimizer"] == ("TorchSGD" if torch_rules else "CoupledSGD"), (key, result)
+        assert result["batch_norm"] == ("TorchBatchNormalization" if torch_rules else
+                                        "BatchNormalization"), (key, result)
     assert all(report["space_to_depth"].values()), report["space_to_depth"]
     assert report["specifics"]["auto_data_format"] in ("channels_last", "channels_first")
     if backend != "tensorflow":

@@ -39,7 +39,8 @@ def test_protocol_is_the_codes(design):
         200, 128, 32, "cifar_crop_flip")
     assert stage.lr == NYURule(0.1, 100, 150) and (stage.mixup.alpha, stage.mixup.per) == (1.0, "batch")
     assert p.optimizer == {"name": "adadelta", "learning_rate": 0.1, "rho": 0.9, "epsilon": 1e-6,
-                           "weight_decay": 5e-4, "weight_decay_mode": "coupled"}
+                           "weight_decay": 5e-4, "weight_decay_mode": "coupled",
+                           "convention": "torch"}
     assert (p.normalize, p.eval_batch_size, p.val_resolution) == ("mean_std", 256, 32)
     assert p.steps_of(stage, 45_000) == 351
     assert design.MODEL == "nyu_resnet24" and (design.VAL_SPLIT, design.SPLIT_SEED) == (5000, 43)

@@ -33,7 +33,7 @@ def test_protocol_is_the_codes(script):
         [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
     assert p.optimizer == {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9,
                            "nesterov": True, "weight_decay": 1e-4,
-                           "weight_decay_mode": "coupled"}
+                           "weight_decay_mode": "coupled", "convention": "torch"}
     assert p.normalize["mean"] == pytest.approx([125.3 / 255, 123.0 / 255, 113.9 / 255])
     assert p.normalize["std"] == pytest.approx([63.0 / 255, 62.1 / 255, 66.7 / 255])
     assert script.protocol("cifar100").normalize["std"] == pytest.approx(
@@ -88,7 +88,8 @@ def test_quick_run_end_to_end(runs):
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.1, 0.01, 0.001])
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "multi_resnet"
-    assert config["model_kwargs"] == {"block": "basic", "depth": 8, "k": 4, "width": 0.25}
+    assert config["model_kwargs"] == {"block": "basic", "depth": 8, "k": 4, "width": 0.25,
+                                      "batch_norm": "torch"}
     assert config["dataset"]["name"] == "synthetic-cifar10"
     assert config["input_std"] == pytest.approx([63.0 / 255, 62.1 / 255, 66.7 / 255])
     errors = json.loads((run_dir / "test_errors.json").read_text())

@@ -379,6 +379,7 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     ``paper``: the figures the paper reports (``tinynet.evaluation.reports``), recorded in
     config.json."""
     from tinynet.training.protocol import describe
+    from tinynet.training.conventions import with_optimizer_convention
     from tinynet.training.runner import RunSettings, run_protocol
 
     strategy, split = placement(args, model_name)
@@ -399,6 +400,8 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     protocol = (protocol.with_lr_scale(getattr(args, "lr_scale", None))
                 .with_weight_decay(getattr(args, "weight_decay", None))
                 .with_batch_size(getattr(args, "batch_size", None)))
+    if getattr(args, "keras_semantics", False):
+        protocol = with_optimizer_convention(protocol, None)
     print(describe(protocol, len(data.train)), flush=True)
     from tinynet.models import model_info
 

@@ -16,7 +16,10 @@ Protocol: the code, as its README command ran it (``-e 200 -o adadelta -an -sc -
     mixup      alpha 1, ONE lambda per batch with a permutation of the batch; training
                accuracy logged against the unmixed labels, as the code did
     optimizer  Adadelta(lr 0.1, rho 0.9, eps 1e-6), weight decay 5e-4 coupled (PyTorch's
-               ``weight_decay``: added to the gradient of every parameter, BN and biases too)
+               ``weight_decay``: added to the gradient of every parameter, BN and biases too);
+               the sweep's SGD, Adagrad and Adam update as torch.optim's
+    BN         PyTorch's moving variance (unbiased batch variance); ``--keras-semantics``
+               trains with Keras' update rules and BN instead (tinynet.training.conventions)
     lr         the code's rule (tinynet.training.lr.NYURule): 0.1 for epochs 1-101, then ten
                times smaller after every epoch (its CosineAnnealingLR was overwritten each
                epoch); ``--schedule`` sgdr / cosine / step give the paper's text instead
@@ -44,6 +47,7 @@ from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments
                                 load_data, positive_int, program_name, resolve_quick,
                                 run_experiment, set_up)
 from tinynet.papers.differences import differences
+from tinynet.training.conventions import ORIGINAL_RULES, add_keras_semantics_flag, batch_norm
 from tinynet.training.lr import Cosine, CosineWarmRestarts, NYURule, StepDecay
 from tinynet.training.protocol import Mixup, Protocol, Stage
 
@@ -55,7 +59,8 @@ EPOCHS, SWEEP_EPOCHS = 200, 60
 BATCH, EVAL_BATCH = 128, 256
 VAL_SPLIT, SPLIT_SEED = 5000, 43
 LR = 0.1
-WEIGHT_DECAY = {"weight_decay": 5e-4, "weight_decay_mode": "coupled"}  # every parameter
+# every parameter decayed, each optimizer updating as torch.optim does
+WEIGHT_DECAY = {"weight_decay": 5e-4, "weight_decay_mode": "coupled", "convention": "torch"}
 OPTIMIZERS = {  # PyTorch's defaults as Keras arguments, the code's lr (Adam: docs/protocols.md)
     "adadelta": {"name": "adadelta", "learning_rate": LR, "rho": 0.9, "epsilon": 1e-6},
     "sgd": {"name": "sgd", "learning_rate": LR, "momentum": 0.9},
@@ -202,6 +207,7 @@ def build_parser():
                              "in --run-dir, into --continue-run-dir (records its parent)")
     parser.add_argument("--continue-run-dir", default=None,
                         help="default: RUN_DIR-continue<N>")
+    add_keras_semantics_flag(parser, ORIGINAL_RULES[EXPERIMENT])
     add_common_arguments(parser, EXPERIMENT, QUICK, dataset="cifar10")
     return parser
 
@@ -232,7 +238,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = set_up(parse_args(argv))
-    model_kwargs = {}
+    model_kwargs = {"batch_norm": batch_norm(args)}
     data = load_data(args)
     if args.sweep_optimizers:
         sweep(args, data, model_kwargs)

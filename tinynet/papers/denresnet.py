@@ -15,7 +15,9 @@ Protocol, as the paper states it (PyTorch model-zoo weights; one K80):
     batch      ResNet18 128; ResNet34, ResNet50 64; ResNet101, ResNet152, DenseNet121 24
     epochs     ResNet18 50, the others 10 (the V2 family: as its V1 namesake, our choice)
     optimizer  SGD, momentum 0.9, weight decay 1e-4 coupled (PyTorch's: added to the gradient
-               of every trained parameter)
+               of every trained parameter), updating as torch.optim.SGD does (an lr-free
+               momentum buffer: the steps after a plateau's drop move with the new lr;
+               ``--keras-semantics``: Keras' SGD, tinynet.training.conventions)
     lr         0.01, divided by 10 "every time error plateaus": our reading is Keras'
                ReduceLROnPlateau on the validation accuracy, factor 0.1, patience
                ``--plateau-patience`` epochs (default 2), down to 1e-5 at most three times
@@ -57,6 +59,7 @@ from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments
                                 resolve_quick, run_experiment, set_up)
 from tinynet.errors import TinynetError
 from tinynet.evaluation.reports import figure
+from tinynet.training.conventions import ORIGINAL_RULES, add_keras_semantics_flag
 from tinynet.training.lr import Constant, Plateau
 from tinynet.training.protocol import Protocol, Stage
 
@@ -71,7 +74,7 @@ SCHEDULE = {
 }
 LR, FINE_TUNE_LR, MIN_LR = 0.01, 0.001, 1e-5
 OPTIMIZER = {"name": "sgd", "learning_rate": LR, "momentum": 0.9,
-             "weight_decay": 1e-4, "weight_decay_mode": "coupled"}
+             "weight_decay": 1e-4, "weight_decay_mode": "coupled", "convention": "torch"}
 # The authors tuned their hyperparameters by Bayesian optimisation without stating the space:
 # tools/tune.py's default experiment, with the head/whole split of --two-phase searchable.
 SEARCH = {"default": True, "head_fraction": ("--two-phase", "--head-fraction")}
@@ -176,6 +179,7 @@ def build_parser():
                         help="also evaluate the best model with 10-crop testing")
     parser.add_argument("--crop-size", type=positive_int, default=56,
                         help="10-crop: the crop size on the 64 px images (default 56)")
+    add_keras_semantics_flag(parser, ORIGINAL_RULES[EXPERIMENT])
     add_common_arguments(parser, EXPERIMENT, QUICK)
     parser.set_defaults(checkpoint_every=("seconds", 600.0))
     return parser

@@ -22,17 +22,19 @@ Protocol: the code's (fb.resnet.torch's CIFAR recipe, ``opts.lua`` and ``train.l
                padded by 4 pixels AFTER normalisation, so the border is the mean colour
                (recipe ``cifar_crop_flip_mean_border``)
     optimizer  SGD, Nesterov momentum 0.9 (dampening 0), weight decay 1e-4 coupled (Torch's
-               ``weightDecay``: added to the gradient of every parameter, BN included)
+               ``weightDecay``: added to the gradient of every parameter, BN included), with
+               Torch7's ``optim.sgd`` update: an lr-free momentum buffer, so the step after an
+               lr drop moves with the new lr (``tinynet.training.torch_optimizers.TorchSGD``)
+    BN         Torch7's moving variance (the unbiased batch variance)
     lr         0.1, x0.1 at epochs 81 and 122 (1-based; fixed epochs, whatever the length)
     batch      128 (the paper's tables; the code's default is 32), 164 epochs as the code
                (``--epochs 200`` as the paper says), floor(50000 / 128) = 390 batches per
                epoch of a seeded stream of permutations (the original: shuffled passes with a
                partial last batch)
-One difference in the optimizer, stated rather than hidden: Keras' SGD keeps its momentum
-buffer multiplied by the lr (m <- 0.9 m - lr g), Torch's without it (v <- 0.9 v + g, step
-lr (g + 0.9 v)); the two agree step for step while the lr is constant, and after each of the
-two lr steps Keras' first updates still carry the old lr's momentum, a transient that decays
-as 0.9^t (about 10 of the epoch's 390 iterations).
+``--keras-semantics`` trains with Keras' SGD instead, whose momentum buffer holds the lr
+(m <- 0.9 m - lr g; Torch: v <- 0.9 v + g, step lr (g + 0.9 v)): the two agree while the lr is
+constant, and after each lr step Keras' first updates still carry the old lr's momentum, a
+transient that decays as 0.9^t; and with Keras' BN moving variance (tinynet.training.conventions).
 
 The original saves no checkpoints and reports the best test error over epochs. Written to the
 run directory, ``test_errors.json``: ``best_over_epochs_test_error`` (the original's figure,
@@ -57,6 +59,7 @@ from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments
                                 program_name, positive_int, resolve_quick, run_experiment, set_up)
 from tinynet.papers.differences import differences
 from tinynet.training.lr import StepDecay
+from tinynet.training.conventions import ORIGINAL_RULES, add_keras_semantics_flag, batch_norm
 from tinynet.training.protocol import Protocol, Stage
 
 EXPERIMENT = "multi_resnet_cifar"
@@ -67,7 +70,7 @@ EPOCHS = 164  # the code's; the paper says 200
 BATCH, EVAL_BATCH = 128, 128
 MILESTONES = (80, 121)  # 0-based stage epochs: epochs 81 and 122 train at x0.1 and x0.01
 OPTIMIZER = {"name": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": True,
-             "weight_decay": 1e-4, "weight_decay_mode": "coupled"}
+             "weight_decay": 1e-4, "weight_decay_mode": "coupled", "convention": "torch"}
 STATISTICS = {  # the code's datasets/cifar10.lua and cifar100.lua, 0-255 scale
     "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
     "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
@@ -194,6 +197,7 @@ def build_parser():
     parser.add_argument("--epochs", type=positive_int, default=EPOCHS,
                         help=f"epochs ({EPOCHS} as the code; the paper says 200); the lr steps "
                              f"stay at epochs 81 and 122")
+    add_keras_semantics_flag(parser, ORIGINAL_RULES[EXPERIMENT])
     add_common_arguments(parser, EXPERIMENT, QUICK, dataset="cifar10")
     return parser
 
@@ -226,6 +230,7 @@ def main(argv=None):
         model_kwargs["shortcut"] = args.shortcut
     from tinynet.models.multi_resnet import check_configuration
     check_configuration(**model_kwargs)  # before any data is downloaded
+    model_kwargs["batch_norm"] = batch_norm(args)
     dataset = args.dataset.replace("synthetic-", "")
     published = PUBLISHED.get((block, depth, k), {}).get(dataset)
     record = paper(args)  # its differences are test_errors.json's too: one list

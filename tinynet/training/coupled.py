@@ -57,8 +57,10 @@ class CoupledWeightDecay:
             import tensorflow as tf
             if isinstance(grad, tf.IndexedSlices):
                 grad = tf.convert_to_tensor(grad)  # the decay term is dense
-        return ops.add(grad, ops.multiply(ops.cast(variable, grad.dtype),
-                                          ops.cast(wd, grad.dtype)))
+        if not isinstance(wd, float):
+            wd = ops.cast(wd, grad.dtype)
+        # a Python float wd stays exact in float64 (ops.cast would round it through float32)
+        return ops.add(grad, ops.multiply(ops.cast(variable, grad.dtype), wd))
 
     def apply(self, grads, trainable_variables=None):
         if self.coupled_weight_decay:

@@ -40,6 +40,7 @@ from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag,
 from tinynet.training.determinism import configure_determinism
 from tinynet.training.distribute import (distribute_input, is_chief, is_multiworker,
                                          prepare_model, synchronize_batch_norm)
+from tinynet.training.conventions import keep_recorded_rules
 from tinynet.training.identity import (absolute, check_checkpoint_identity, check_same_run,
                                        run_identity, same_value)
 from tinynet.training.optimizers import make_optimizer
@@ -399,7 +400,6 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
                       strategy.num_replicas_in_sync)
     chief, run_dir, restart = is_chief(strategy), settings.run_dir, settings.restart
     rd = RunDirectory(run_dir) if chief else ReaderRunDirectory(run_dir)
-    identity = run_identity(protocol, model_name, model_kwargs, data, settings)
     for i, stage in enumerate(protocol.stages):  # a bad optimizer fails now, not hours in
         if i == 0 or stage.optimizer:
             make_optimizer(protocol.optimizer_spec(i))
@@ -420,6 +420,8 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
     # a worker does not wait for the chief to clear the folder: --restart means a fresh start
     resuming = rd.has_run() and not (restart and not chief)
     stored = rd.read_config() if resuming and rd.has_config() else {}
+    protocol, model_kwargs = _keep_recorded_rules(stored, protocol, model_kwargs, settings, log)
+    identity = run_identity(protocol, model_name, model_kwargs, data, settings)
     if stored:
         check_same_run(stored, identity, run_dir)
 
@@ -452,6 +454,24 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
                      placement=placement, resuming=resuming, chief=chief)
     run.tensorboard = TensorBoardLog(rd.path, protocol, writable=rd.writable)
     return run
+
+
+def _keep_recorded_rules(stored, protocol, model_kwargs, settings, log):
+    """The protocol and model arguments of a run directory (or ``--continue-epochs`` parent)
+    made before the originals' training rules: as it was trained
+    (``tinynet.training.conventions``)."""
+    recorded, what = stored, "resumes"
+    if not stored and settings.init_from:
+        parent = RunDirectory(settings.init_from)
+        recorded = parent.read_config() if parent.has_config() else {}
+        what = "continues from it"
+    protocol, model_kwargs, kept = keep_recorded_rules(recorded, protocol, model_kwargs)
+    if kept:
+        where = settings.init_from if recorded is not stored else settings.run_dir
+        log(f"note: {where} was trained with Keras' {' and '.join(kept)} (made before tinynet "
+            f"followed the original code's); this run {what} with them, so that it stays one "
+            f"computation; a new --run-dir trains with the original's")
+    return protocol, model_kwargs
 
 
 def resume_or_start(run):

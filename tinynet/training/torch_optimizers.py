@@ -53,6 +53,7 @@ One thing stays Keras': the learning rate lives in a float32 variable, so an lr 
 0.100000001 -- a relative 1.5e-8 that ``docs/fidelity.md`` measures in float64.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from tinynet.training.coupled import CoupledWeightDecay
@@ -95,7 +96,7 @@ class TorchSGD(CoupledWeightDecay, keras.optimizers.SGD):
             self.assign_sub(variable, ops.multiply(lr, g))
             return
         buffer = self.momentums[self._get_variable_index(variable)]
-        mu = ops.cast(self.momentum, variable.dtype)
+        mu = self.momentum  # a Python float, exact in float64 (ops.cast would round it to float32)
         new = ops.add(ops.multiply(mu, buffer), g)
         if self.dampening:
             damped = ops.add(ops.multiply(mu, buffer), ops.multiply(1.0 - self.dampening, g))
@@ -143,6 +144,14 @@ class TorchAdagrad(CoupledWeightDecay, keras.optimizers.Adagrad):
             raise ValueError(f"`lr_decay` must be >= 0. Received: lr_decay={lr_decay}")
         self.lr_decay = float(lr_decay)
 
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        for accumulator in self._accumulators:  # Keras' Constant initialiser rounds via float32
+            accumulator.assign(np.full(accumulator.shape, self.initial_accumulator_value,
+                                       dtype=accumulator.dtype))
+
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
@@ -167,8 +176,7 @@ class TorchAdam(CoupledWeightDecay, keras.optimizers.Adam):
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
         t = _step_count(self, variable.dtype)
-        beta_1 = ops.cast(self.beta_1, variable.dtype)
-        beta_2 = ops.cast(self.beta_2, variable.dtype)
+        beta_1, beta_2 = self.beta_1, self.beta_2  # Python floats: exact in float64
         m, v = self._momentums[index], self._velocities[index]
         self.assign(m, ops.add(ops.multiply(beta_1, m), ops.multiply(1 - beta_1, g)))
         self.assign(v, ops.add(ops.multiply(beta_2, v), ops.multiply(1 - beta_2, ops.square(g))))
