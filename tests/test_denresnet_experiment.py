@@ -28,7 +28,8 @@ def test_schedule_is_the_papers():
         assert stage.augment == "flip" and stage.freeze == () and p.normalize is None
         assert (stage.lr.factor, stage.lr.patience, stage.lr.monitor) == (0.1, 2, "val_accuracy")
         assert p.optimizer == {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9,
-                               "weight_decay": 1e-4, "weight_decay_mode": "coupled"}
+                               "weight_decay": 1e-4, "weight_decay_mode": "coupled",
+                               "convention": "torch"}
 
 
 def test_two_phase_freezes_the_backbone_then_fine_tunes_everything_at_a_lower_lr():

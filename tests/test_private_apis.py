@@ -211,6 +211,28 @@ def check_use_weight_decay(monkeypatch, tmp_path):
     assert optimizer._use_weight_decay(asked(bias)) is False
 
 
+def check_get_variable_index(monkeypatch, tmp_path):
+    assert _params(keras.optimizers.Optimizer._get_variable_index) == ["self", "variable"]
+    # the Torch* optimizers override update_step with Keras' signature
+    assert _params(keras.optimizers.Optimizer.update_step) == [
+        "self", "gradient", "variable", "learning_rate"]
+    variables = [keras.Variable(np.zeros(2, "float32")), keras.Variable(np.ones(3, "float32"))]
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(variables)
+    assert [optimizer._get_variable_index(v) for v in variables] == [0, 1]
+
+
+def check_batch_norm_moments(monkeypatch, tmp_path):
+    assert _params(keras.layers.BatchNormalization._moments) == ["self", "inputs", "mask"]
+    x = np.random.default_rng(0).normal(size=(4, 3, 3, 2)).astype("float32")
+    layer = keras.layers.BatchNormalization()
+    layer.build(x.shape)
+    mean, variance = layer._moments(keras.ops.convert_to_tensor(x), None)
+    np.testing.assert_allclose(np.ravel(mean), x.mean(axis=(0, 1, 2)), rtol=1e-5, atol=1e-6)
+    # the biased batch variance, which TorchBatchNormalization rescales by n / (n - 1)
+    np.testing.assert_allclose(np.ravel(variance), x.var(axis=(0, 1, 2)), rtol=1e-5)
+
+
 def check_reduce_lr_reset(monkeypatch, tmp_path):
     cls = keras.callbacks.ReduceLROnPlateau
     assert _params(cls._reset) == ["self"]
@@ -337,12 +359,22 @@ PRIVATE_APIS = (
                "ScheduleCallback refuses an optimizer whose lr is already a schedule",
                check_learning_rate, names=("_learning_rate",)),
     PrivateAPI("keras.optimizers.Optimizer._trainable_variables",
-               ("tinynet/training/optimizers.py",),
+               ("tinynet/training/coupled.py",),
                "CoupledWeightDecay.apply(grads) without variables pairs grads with the "
                "optimizer's own list, as Keras' apply does",
                check_trainable_variables, names=("_trainable_variables",)),
+    PrivateAPI("keras.optimizers.Optimizer._get_variable_index(variable)",
+               ("tinynet/training/torch_optimizers.py",),
+               "the Torch* optimizers find a variable's slots in update_step, as Keras' own "
+               "optimizers do",
+               check_get_variable_index, names=("_get_variable_index",)),
+    PrivateAPI("keras.layers.BatchNormalization._moments(inputs, mask)",
+               ("tinynet/layers/torch_batch_norm.py",),
+               "TorchBatchNormalization takes the batch moments as Keras computes them "
+               "(synchronized across replicas too) and rescales only the variance it averages",
+               check_batch_norm_moments, names=("_moments",)),
     PrivateAPI("keras.optimizers.Optimizer._use_weight_decay(variable)",
-               ("tinynet/training/optimizers.py",),
+               ("tinynet/training/coupled.py",),
                "coupled weight decay excludes the variables Keras' exclude_from_weight_decay "
                "excludes (same decision, same cache)",
                check_use_weight_decay, names=("_use_weight_decay",)),

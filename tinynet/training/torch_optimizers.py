@@ -46,7 +46,8 @@ which is PyTorch's ``θ *= 1 - lr·wd`` before the step)::
   Keras adds ``eps`` to the uncorrected ``sqrt(v)`` (Kingma & Ba's "epsilon hat"), which equals
   PyTorch's ``eps·sqrt(1 - β2^t)``.
 
-Adadelta needs no class of its own: Keras' and PyTorch's rules are the same (only the defaults
+Their state has PyTorch's names (``momentum_buffer``, ``square_avg``, ``state_sum``, ``exp_avg``,
+...), so a checkpoint of Keras' namesake is never read as theirs. Adadelta needs no class of its own: Keras' and PyTorch's rules are the same (only the defaults
 differ, see ``PYTORCH_DEFAULTS``), so ``"convention": "torch"`` builds ``CoupledAdadelta``.
 
 One thing stays Keras': the learning rate lives in a float32 variable, so an lr of 0.1 is
@@ -113,22 +114,32 @@ class TorchSGD(CoupledWeightDecay, keras.optimizers.SGD):
 class TorchRMSprop(CoupledWeightDecay, keras.optimizers.RMSprop):
     """``torch.optim.RMSprop``: ``eps`` outside the square root, an lr-free momentum buffer."""
 
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self.square_avgs = self.add_optimizer_variables(var_list, "square_avg")
+        self.momentum_buffers = (self.add_optimizer_variables(var_list, "momentum_buffer")
+                                 if self.momentum > 0 else [])
+        self.grad_avgs = (self.add_optimizer_variables(var_list, "grad_avg")
+                          if self.centered else [])
+
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
         rho = self.rho
-        square_avg = self._velocities[index]
+        square_avg = self.square_avgs[index]
         self.assign(square_avg, ops.add(ops.multiply(rho, square_avg),
                                         ops.multiply(1 - rho, ops.square(g))))
         mean_square = square_avg
         if self.centered:
-            grad_avg = self._average_gradients[index]
+            grad_avg = self.grad_avgs[index]
             self.assign(grad_avg, ops.add(ops.multiply(rho, grad_avg), ops.multiply(1 - rho, g)))
             mean_square = ops.subtract(square_avg, ops.square(grad_avg))
         scaled = ops.divide(g, ops.add(ops.sqrt(mean_square), self.epsilon))
         if self.momentum > 0:
-            buffer = self._momentums[index]
+            buffer = self.momentum_buffers[index]
             self.assign(buffer, ops.add(ops.multiply(self.momentum, buffer), scaled))
             scaled = buffer
         self.assign_sub(variable, ops.multiply(lr, scaled))
@@ -147,10 +158,11 @@ class TorchAdagrad(CoupledWeightDecay, keras.optimizers.Adagrad):
     def build(self, var_list):
         if self.built:
             return
-        super().build(var_list)
-        for accumulator in self._accumulators:  # Keras' Constant initialiser rounds via float32
-            accumulator.assign(np.full(accumulator.shape, self.initial_accumulator_value,
-                                       dtype=accumulator.dtype))
+        keras.optimizers.Optimizer.build(self, var_list)
+        self.state_sums = self.add_optimizer_variables(var_list, "state_sum")
+        for state_sum in self.state_sums:  # (Keras' Constant initialiser rounds via float32)
+            state_sum.assign(np.full(state_sum.shape, self.initial_accumulator_value,
+                                     dtype=state_sum.dtype))
 
     def update_step(self, gradient, variable, learning_rate):
         lr = ops.cast(learning_rate, variable.dtype)
@@ -158,10 +170,10 @@ class TorchAdagrad(CoupledWeightDecay, keras.optimizers.Adagrad):
         if self.lr_decay:
             t = _step_count(self, variable.dtype)
             lr = ops.divide(lr, ops.add(1.0, ops.multiply(ops.subtract(t, 1.0), self.lr_decay)))
-        accumulator = self._accumulators[self._get_variable_index(variable)]
-        self.assign_add(accumulator, ops.square(g))
+        state_sum = self.state_sums[self._get_variable_index(variable)]
+        self.assign_add(state_sum, ops.square(g))
         self.assign_sub(variable, ops.multiply(
-            lr, ops.divide(g, ops.add(ops.sqrt(accumulator), self.epsilon))))
+            lr, ops.divide(g, ops.add(ops.sqrt(state_sum), self.epsilon))))
 
     def get_config(self):
         return dict(super().get_config(), lr_decay=self.lr_decay)
@@ -171,17 +183,26 @@ class TorchAdagrad(CoupledWeightDecay, keras.optimizers.Adagrad):
 class TorchAdam(CoupledWeightDecay, keras.optimizers.Adam):
     """``torch.optim.Adam``: ``eps`` added to the bias-corrected ``sqrt(v)``."""
 
+    def build(self, var_list):
+        if self.built:
+            return
+        keras.optimizers.Optimizer.build(self, var_list)
+        self.exp_avgs = self.add_optimizer_variables(var_list, "exp_avg")
+        self.exp_avg_sqs = self.add_optimizer_variables(var_list, "exp_avg_sq")
+        self.max_exp_avg_sqs = (self.add_optimizer_variables(var_list, "max_exp_avg_sq")
+                                if self.amsgrad else [])
+
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient, variable.dtype)
         t = _step_count(self, variable.dtype)
         beta_1, beta_2 = self.beta_1, self.beta_2  # Python floats: exact in float64
-        m, v = self._momentums[index], self._velocities[index]
+        m, v = self.exp_avgs[index], self.exp_avg_sqs[index]
         self.assign(m, ops.add(ops.multiply(beta_1, m), ops.multiply(1 - beta_1, g)))
         self.assign(v, ops.add(ops.multiply(beta_2, v), ops.multiply(1 - beta_2, ops.square(g))))
         if self.amsgrad:
-            v_max = self._velocity_hats[index]
+            v_max = self.max_exp_avg_sqs[index]
             self.assign(v_max, ops.maximum(v_max, v))
             v = v_max
         step_size = ops.divide(lr, ops.subtract(1.0, ops.power(beta_1, t)))
