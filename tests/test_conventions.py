@@ -42,6 +42,14 @@ def test_a_record_made_before_the_conventions_keeps_keras_rules():
     assert kept_protocol.to_dict() == recorded["protocol"]
     assert kept_kwargs == recorded["model_kwargs"]
     assert kept == ["the optimizer's update", "BatchNormalization's moving variance"]
+    # seed 002's Model 2: the notebook's kernel-only L2; a run recorded without it keeps the
+    # biases' penalty
+    from tinynet.papers import densenet_model2
+    model2 = densenet_model2.protocol()
+    model2_record = {"protocol": model2.to_dict(), "model_kwargs": {}}
+    _, model2_kwargs, model2_kept = keep_recorded_rules(model2_record, model2,
+                                                        dict(densenet_model2.MODEL_KWARGS))
+    assert model2_kwargs == {} and model2_kept == ["the L2 penalty on Model 2's biases"]
     # --keras-semantics on such a directory: the same run, nothing to say
     keras_kwargs = dict(kwargs, batch_norm="keras")
     _, again, kept = keep_recorded_rules(recorded, with_optimizer_convention(protocol, None),

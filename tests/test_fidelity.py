@@ -86,3 +86,32 @@ def test_torch_batch_norm_is_pytorchs(float64):
     _, keras_stats = fidelity.tinynet_batch_norm(case, keras.layers.BatchNormalization)
     assert fidelity.relative_difference([a for s in keras_stats for a in s],
                                         expected_stats) > 1e-3
+
+
+def _model_fixtures():
+    return sorted(f for f in os.listdir(fidelity.FIXTURES) if f.startswith("model"))
+
+
+@pytest.mark.parametrize("name", _model_fixtures())
+def test_model_trains_as_the_original(name, float64):
+    """tinynet's model, from the weights the original started with, trained the same steps
+    with its optimizer: the weights, BN statistics and an inference pass where the original's
+    ended (tools/fidelity.py, 'Whole models, trained')."""
+    data = _fixture(name[:-len(".npz")])
+    model = fidelity.build_keras_model(str(data["builder"]), json.loads(str(data["arguments"])))
+    initial = [data[f"initial{i}"] for i in range(len(model.weights))]
+    model.set_weights(initial)
+    batches = [fidelity.mixed_batch(data[f"x{s}"], data[f"labels{s}"], float(data[f"lam{s}"]),
+                                    data[f"index{s}"]) for s in range(fidelity.MODEL_STEPS)]
+    fidelity.keras_train_steps(model, json.loads(str(data["spec"])), batches,
+                               list(data["lrs"]))
+    trainable = {id(v) for v in model.trainable_variables}
+    moved = [(np.asarray(w.numpy()) - start, data[f"expected{i}"] - start)
+             for i, (w, start) in enumerate(zip(model.weights, initial)) if id(w) in trainable]
+    statistics = [(np.asarray(w.numpy()), data[f"expected{i}"])
+                  for i, w in enumerate(model.weights) if id(w) not in trainable]
+    assert fidelity.relative_difference(*zip(*moved)) <= TOLERANCE
+    assert fidelity.relative_difference(*zip(*statistics)) <= TOLERANCE
+    evaluation = model(data["evaluation"].astype(np.float64), training=False)
+    assert fidelity.relative_difference([np.asarray(evaluation)],
+                                        [data["expected_eval"]]) <= TOLERANCE

@@ -109,3 +109,13 @@ def test_every_model_trains_at_small_size(name):
     missing = [w.path for w, g in zip(model.trainable_weights, grads)
                if g is None or not np.any(np.asarray(g))]
     assert not missing
+
+
+def test_model2_l2_is_on_kernels_only_as_the_notebook():
+    """The notebook's cell 16 regularises kernels only; bias_l2=True (the builder's default,
+    tinynet's earlier model) adds the biases: 14 penalties against 28."""
+    from tinynet.models import get_model
+
+    model = get_model("densenet_model2", bias_l2=False)
+    assert len(model.losses) == 14
+    assert len(get_model("densenet_model2").losses) == 28

@@ -369,9 +369,10 @@ PRIVATE_APIS = (
                "optimizers do",
                check_get_variable_index, names=("_get_variable_index",)),
     PrivateAPI("keras.layers.BatchNormalization._moments(inputs, mask)",
-               ("tinynet/layers/torch_batch_norm.py",),
-               "TorchBatchNormalization takes the batch moments as Keras computes them "
-               "(synchronized across replicas too) and rescales only the variance it averages",
+               ("tinynet/layers/torch_batch_norm.py", "tools/originals/densenet_notebooks.py"),
+               "TorchBatchNormalization (and the harness's Keras 2.2.4 BatchNormalization) take "
+               "the batch moments as Keras computes them (synchronized across replicas too) and "
+               "change only the moving averages",
                check_batch_norm_moments, names=("_moments",)),
     PrivateAPI("keras.optimizers.Optimizer._use_weight_decay(variable)",
                ("tinynet/training/coupled.py",),

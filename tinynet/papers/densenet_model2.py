@@ -40,6 +40,7 @@ EXPERIMENT = "densenet_model2"
 TITLE = "DenseNet Model 2 on Tiny ImageNet: six cyclic-lr phases (seed 002)"
 PROTOCOL_PREFIX = "densenet_model2"  # every protocol this module makes is named so
 MODEL = "densenet_model2"
+MODEL_KWARGS = {"bias_l2": False}  # the notebook's L2 is on kernels only (cell 16)
 BATCH = 128
 PHASES = [  # (epochs, base_lr, max_lr, half-cycle in epochs)
     (24, 1e-4, 6e-4, 6),
@@ -112,6 +113,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = set_up(parse_args(argv))
-    run_experiment(args, protocol(args.optimizer), MODEL,
-                   model_kwargs=QUICK.model_kwargs if args.quick else None, paper=paper(args))
+    model_kwargs = dict(MODEL_KWARGS, **(QUICK.model_kwargs if args.quick else {}))
+    run_experiment(args, protocol(args.optimizer), MODEL, model_kwargs=model_kwargs,
+                   paper=paper(args))
 

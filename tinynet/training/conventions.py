@@ -14,15 +14,26 @@ Those papers' protocols use the originals' rules. ``--keras-semantics`` trains w
 instead (reported as a difference from the paper). The Keras-origin papers (seed 002's
 DenseNets) and seed 001 (no public code) keep Keras' rules.
 
-Run directories made before these rules existed recorded neither key and trained with Keras'
-rules. Resuming one -- or continuing from one with ``--continue-epochs`` -- keeps Keras' rules,
-so that the run stays one computation and resumes bit for bit: ``keep_recorded_rules`` gives
-the command's protocol and model arguments the recorded form, and the run says so. A new run
-directory gets the originals' rules.
-"""
-__all__ = ["ORIGINAL_RULES", "add_keras_semantics_flag", "batch_norm", "keep_recorded_rules",
-           "optimizer_convention", "with_optimizer_convention"]
+Seed 002's Model 2 puts its L2 penalty on kernels only, as the notebook does (``bias_l2=False``;
+tinynet used to penalise the biases too).
 
+Run directories made before these rules existed recorded none of these keys and trained with
+Keras' rules (and Model 2 with its biases penalised). Resuming one -- or continuing from one
+with ``--continue-epochs`` -- keeps what it trained with, so that the run stays one computation
+and resumes bit for bit: ``keep_recorded_rules`` gives the command's protocol and model
+arguments the recorded form, and the run says so. A new run directory gets the originals'.
+"""
+__all__ = ["INTRODUCED_MODEL_ARGUMENTS", "ORIGINAL_RULES", "add_keras_semantics_flag",
+           "batch_norm", "keep_recorded_rules", "optimizer_convention",
+           "with_optimizer_convention"]
+
+# model arguments the papers pass since their builders gained them: {argument: (the original
+# code's value, what it changes)}; the builder's default is what a model recorded without the
+# argument was built with
+INTRODUCED_MODEL_ARGUMENTS = {
+    "batch_norm": ("torch", "BatchNormalization's moving variance"),
+    "bias_l2": (False, "the L2 penalty on Model 2's biases"),
+}
 # the framework each paper's original code ran on, where its rules are not Keras'
 ORIGINAL_RULES = {"cifar_resnet_design": "PyTorch", "multi_resnet_cifar": "Torch7",
                   "denresnet": "PyTorch"}
@@ -72,11 +83,11 @@ def keep_recorded_rules(recorded, protocol, model_kwargs):
     if not recorded:
         return protocol, model_kwargs, kept
     recorded_kwargs = recorded.get("model_kwargs") or {}
-    if "batch_norm" not in recorded_kwargs and model_kwargs.get("batch_norm") in ("torch",
-                                                                                 "keras"):
-        if model_kwargs["batch_norm"] == "torch":
-            kept.append("BatchNormalization's moving variance")
-        model_kwargs = {k: v for k, v in model_kwargs.items() if k != "batch_norm"}
+    for key, (original, what) in INTRODUCED_MODEL_ARGUMENTS.items():
+        if key in model_kwargs and key not in recorded_kwargs:
+            if model_kwargs[key] == original:
+                kept.append(what)
+            model_kwargs = {k: v for k, v in model_kwargs.items() if k != key}
     recorded_protocol = recorded.get("protocol") or {}
     if recorded_protocol and _predates_conventions(recorded_protocol):
         before = protocol

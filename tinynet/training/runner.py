@@ -468,9 +468,9 @@ def _keep_recorded_rules(stored, protocol, model_kwargs, settings, log):
     protocol, model_kwargs, kept = keep_recorded_rules(recorded, protocol, model_kwargs)
     if kept:
         where = settings.init_from if recorded is not stored else settings.run_dir
-        log(f"note: {where} was trained with Keras' {' and '.join(kept)} (made before tinynet "
-            f"followed the original code's); this run {what} with them, so that it stays one "
-            f"computation; a new --run-dir trains with the original's")
+        log(f"note: {where} was made before tinynet followed the original code in "
+            f"{' and '.join(kept)}; this run {what} as it was trained, so that it stays one "
+            f"computation; a new --run-dir trains as the original")
     return protocol, model_kwargs
 
 
