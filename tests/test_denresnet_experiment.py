@@ -4,6 +4,7 @@ the plateau rule's state and the best model across a resume inside an epoch."""
 import json
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -52,7 +53,8 @@ def test_quick_runs_end_to_end_without_a_download(shared):
     run_dir, stdout = shared.quick("denresnet")
     config = json.loads((run_dir / "config.json").read_text())
     assert config["model"] == "transfer_resnet18"
-    assert config["model_kwargs"] == {"image_size": 32, "weights": None}
+    assert config["model_kwargs"] == {"image_size": 32, "weights": None,
+                                      "source": "torchvision", "batch_norm": "torch"}
     assert config["paper"]["figures"][0]["value"] == 0.200
     assert "generated data" in " ".join(config["paper"]["differences"])
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
@@ -67,11 +69,15 @@ def test_quick_runs_end_to_end_without_a_download(shared):
     (["--weights", "nowhere.weights.h5"], "no such file"),
     (["--head-fraction", "1.5"], "--head-fraction must be in (0, 1)"),
     (["--crop-size", "65"], "--crop-size"),
-    (["--weights", "imagenet"], "no Keras ImageNet weights"),  # ResNet18
+    (["--weights", "imagenet"], "needs torch: pip install torch"),  # torchvision's, no torch
+    (["--weights", "imagenet", "--backbone-source", "keras"], "keras.applications has no"),
+    (["--weights", "."], "a folder, not a file"),
 ])
 def test_bad_input_is_one_line_exit_2(args, message, quick_data_dir, tmp_path, capsys,
                                       monkeypatch):
     monkeypatch.chdir(tmp_path)  # (a relative --weights path is looked up here)
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in CI: torch not installed
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))  # no converted weights
     line = cli_error(denresnet.main, ["--quick", "--data-dir", quick_data_dir,
                                       "--run-dir", tmp_path / "run", *args], capsys)
     assert message in line and "error: " in line
@@ -122,3 +128,10 @@ def test_plateau_state_and_best_model_survive_a_resume_inside_an_epoch(quick_dat
     for got, want in zip(saved_weights(run_dir / "best_model.keras"),
                          saved_weights(ref_dir / "best_model.keras")):
         np.testing.assert_array_equal(got, want)
+
+
+def test_torchvision_backbones_are_the_transfer_modules():
+    """The paper module keeps its own copy (it is importable without Keras)."""
+    from tinynet.models import transfer
+
+    assert denresnet.TORCHVISION_BACKBONES == transfer.TORCHVISION_BACKBONES

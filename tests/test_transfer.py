@@ -158,7 +158,7 @@ def test_imagenet_offline_names_the_file(offline, short):
 
 @pytest.mark.parametrize("short", ["resnet18", "resnet34"])
 def test_imagenet_for_tinynet_resnets_is_an_error(offline, short):
-    with pytest.raises(TinynetError, match="no ImageNet weights for .*converter"):
+    with pytest.raises(TinynetError, match="no Keras ImageNet weights for .*source='torchvision'"):
         get_model(BACKBONES[short], weights="imagenet", **SMALL)
     assert offline == []  # nothing was downloaded
 
@@ -320,4 +320,4 @@ def test_arguments_are_checked():
         transfer.build_transfer("vgg16")
     assert model_info("transfer_resnet50").arguments == (
         "input_shape", "num_classes", "image_size", "weights", "dropout", "interpolation",
-        "classifier_activation")
+        "classifier_activation", "source", "batch_norm")

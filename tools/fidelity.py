@@ -272,6 +272,8 @@ def _model_cases():
             return step
         return make
 
+    from originals import torchvision_models as tv
+
     nyu_config = dict(blocks=(1, 1, 1, 1), channels=(8, 16, 16, 32))
     multi_config = dict(depth=14, k=2, width=0.25)
     return [
@@ -296,29 +298,48 @@ def _model_cases():
           "weight_decay": 1e-4, "weight_decay_mode": "coupled", "convention": "torch"},
          torch7(momentum=0.9, nesterov=True, dampening=0.0, weightDecay=1e-4,
                 learningRateDecay=0), 0.1, False, t7),
+        ("seed 000: torchvision ResNet-18 (10 classes, 64x64 input), torch.optim.SGD momentum "
+         "0.9, decay 1e-4, lr 0.01 -> 0.001 (a plateau's drop)",
+         TORCHVISION, "torchvision_resnet18", {},
+         lambda: tv.build_original("resnet18", 10),
+         dict(DENRESNET_SGD, learning_rate=0.01),
+         torch_optim(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4), 0.01, False,
+         tv, 64),
     ]
 
 
+TORCHVISION = "torchvision 0.29.1's models/resnet.py and densenet.py, torch.optim.SGD"
+DENRESNET_SGD = {"name": "sgd", "momentum": 0.9, "weight_decay": 1e-4,
+                 "weight_decay_mode": "coupled", "convention": "torch"}
+
+
 def build_keras_model(builder, arguments):
-    """The tinynet model of a model case: torch BatchNorm, logits (the originals return them)."""
+    """The tinynet model of a model case: torch BatchNorm, logits (the originals return them).
+    ``torchvision_<architecture>``: tinynet's exact torchvision model (DenResNet's backbone)
+    with a 10-class head at 64 px."""
     from tinynet.models import get_model
 
+    if builder.startswith("torchvision_"):
+        from tinynet.models.torchvision_weights import build_model
+
+        return build_model(builder[len("torchvision_"):], input_shape=(64, 64, 3),
+                           num_classes=10, classifier_activation=None, **arguments)
     return get_model(builder, batch_norm="torch", classifier_activation=None, **arguments)
 
 
-def model_inputs(seed, mixup):
+def model_inputs(seed, mixup, size=32):
     """What the training batches are made of, as the fixtures store it: per step the images
     (float32 values), labels, and with ``mixup`` the code's one lambda ~ Beta(1, 1) and one
     permutation of the batch (lambda 1, no permutation without); and an evaluation batch."""
     rng = np.random.default_rng(seed)
     steps = []
     for _ in range(MODEL_STEPS):
-        x = rng.normal(size=(MODEL_BATCH, 32, 32, 3)).astype(np.float32)
+        x = rng.normal(size=(MODEL_BATCH, size, size, 3)).astype(np.float32)
         labels = rng.integers(0, 10, MODEL_BATCH)
         lam, index = ((rng.beta(1.0, 1.0), rng.permutation(MODEL_BATCH)) if mixup
                       else (1.0, np.arange(MODEL_BATCH)))
         steps.append((x, labels, lam, index))
-    evaluation = rng.normal(size=(MODEL_BATCH, 32, 32, 3)).astype(np.float32)
+    evaluation = rng.normal(size=(MODEL_BATCH, size, size, 3)).astype(np.float32)
     return steps, evaluation
 
 
@@ -397,7 +418,8 @@ def compare_model(case, seed):
 
     import keras
 
-    name, source, builder, arguments, original, spec, make_step, lr, mixup, module = case
+    name, source, builder, arguments, original, spec, make_step, lr, mixup, module = case[:10]
+    size = case[10] if len(case) > 10 else 32
     keras.utils.set_random_seed(seed)  # the same fixture from every run of the harness
     torch.manual_seed(seed)
     model, theirs = build_keras_model(builder, arguments), original()
@@ -407,7 +429,7 @@ def compare_model(case, seed):
     initial = [np.asarray(w.numpy()).copy() for w in model.weights]
     start = {key: to_keras_layout(theirs.state_dict()[key].numpy(), kind)
              for _, key, kind in pairs}
-    steps, evaluation = model_inputs(seed, mixup)
+    steps, evaluation = model_inputs(seed, mixup, size)
     batches = [mixed_batch(*step) for step in steps]
     evaluation = evaluation.astype(np.float64)
     lrs = [lr if s < MODEL_DROP_AFTER else lr / 10 for s in range(MODEL_STEPS)]
@@ -447,12 +469,23 @@ def compare_model(case, seed):
     return row, arrays
 
 
+FIXTURE_LIMIT = 2_000_000  # bytes of arrays; a full-width torchvision model is 90 MB a copy
+
+
 def compare_models():
+    """The rows; each case's fixture, unless its arrays exceed FIXTURE_LIMIT (seed 000's
+    full-width ResNet-18: its CI check is tests/test_torchvision_weights.py's forward pass and
+    the update-rule fixtures)."""
     rows = []
     for index, case in enumerate(_model_cases()):
         row, arrays = compare_model(case, 200 + index)
+        path = os.path.join(FIXTURES, f"model{index}.npz")
+        row["fixture"] = sum(a.nbytes for a in arrays.values()) <= FIXTURE_LIMIT
+        if row["fixture"]:
+            np.savez_compressed(path, **arrays)
+        elif os.path.exists(path):
+            os.remove(path)
         rows.append(row)
-        np.savez_compressed(os.path.join(FIXTURES, f"model{index}.npz"), **arrays)
     return rows
 
 
@@ -514,7 +547,7 @@ def write_doc(rule_rows, bn_rows, model_rows, seed_002, versions):
     ]
     lines += [f"| {name} | {_fmt(out)} | {_fmt(stats)} |" for name, out, stats in bn_rows]
     if model_rows:
-        columns = [k for k in model_rows[0] if k not in ("case", "source")]
+        columns = [k for k in model_rows[0] if k not in ("case", "source", "fixture")]
         lines += [
             "",
             "## Whole models, trained",
@@ -532,6 +565,10 @@ def write_doc(rule_rows, bn_rows, model_rows, seed_002, versions):
         ]
         lines += [f"| {r['case']} | " + " | ".join(_fmt(r[c]) for c in columns)
                   + f" | {r['source']} |" for r in model_rows]
+        lines += ["", "Each row but seed 000's is also a golden fixture of tests/test_fidelity.py "
+                  "(seed 000's full-width ResNet-18 would be 170 MB of arrays; CI checks its "
+                  "forward pass against torchvision in tests/test_torchvision_weights.py and its "
+                  "SGD in the update rules)."]
     status, verdict = seed_002
     lines += [
         "",

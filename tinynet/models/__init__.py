@@ -2,5 +2,6 @@
 from tinynet.models.registry import ModelInfo, get_model, list_models, model_info, register_model
 from tinynet.models import (cifar_resnet, densenet, multi_resnet, resnet,  # noqa: F401 (registers)
                             transfer)
+from tinynet.models import torchvision_densenet  # noqa: F401 (registers)
 
 __all__ = ["ModelInfo", "get_model", "list_models", "model_info", "register_model"]

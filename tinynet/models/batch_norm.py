@@ -5,8 +5,9 @@ variance); ``"torch"``: ``tinynet.layers.TorchBatchNormalization`` (the unbiased
 and Torch7 do: the default of the papers whose original code was theirs); ``"fused"``:
 ``tinynet.layers.FusedBatchNormalization`` (TensorFlow's fused kernel, Keras' semantics; the
 torchvision-layout ResNets only). All three have the same variables and config, so weights move
-freely between them. A builder's own default stays ``"keras"``: a model recorded without the
-argument was built with it.
+between them as arrays (``set_weights``, tinynet's checkpoints); a ``.weights.h5`` file does
+not, as Keras 3 names its groups by layer class. A builder's own default stays ``"keras"``: a
+model recorded without the argument was built with it.
 """
 from keras import layers
 

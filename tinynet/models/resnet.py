@@ -33,7 +33,13 @@ inputs, which keeps 8x8 maps at the last stage instead of 2x2.
 survives with ``1 - (l / L)(1 - p_L)`` (``tinynet.layers.StochasticDepth``, which skips the
 dropped branch's computation). ``batch_norm``: ``"keras"``, ``"fused"``
 (``tinynet.layers.FusedBatchNormalization``) or ``"torch"`` (PyTorch's moving variance, as the
-torchvision models this builder matches keep it: ``tinynet.models.batch_norm``). ``data_format``: ``channels_last``,
+torchvision models this builder matches keep it: ``tinynet.models.batch_norm``). ``padding``:
+``"keras"`` (the default: Keras' ``"same"``, which at stride 2 pads only the bottom/right) or
+``"torch"`` (torchvision's symmetric padding of the 7x7/2 stem conv, the stem pool and the 3x3/2
+convs, as explicit ``ZeroPadding2D`` layers): with ``stem="imagenet"``, ``variant="a"``,
+``batch_norm="torch"`` and ``padding="torch"`` the model computes torchvision's ResNet (same
+weights, same function: tests/test_torchvision_weights.py); the parameter counts agree either
+way. ``data_format``: ``channels_last``,
 ``channels_first`` or ``auto`` (channels_first only when a GPU is visible, where cuDNN's NCHW
 kernels have been the faster layout for float32; CPU kernels are NHWC). The input is always
 NHWC and a channels_first model transposes once at its input. ``width`` multiplies the stage
@@ -69,6 +75,7 @@ WIDTHS = (64, 128, 256, 512)
 VARIANTS = ("a", "b", "c", "d", "e")
 STEMS = ("imagenet", "tiny")
 BATCH_NORMS = ("keras", "fused", "torch")
+PADDINGS = ("keras", "torch")
 
 
 def gpu_visible():
@@ -98,19 +105,40 @@ def resolve_data_format(data_format):
 
 
 class _Ops:
-    """Layer factories bound to one model's data format and batch-norm choice."""
+    """Layer factories bound to one model's data format, batch-norm and padding choice."""
 
-    def __init__(self, data_format, batch_norm, weight_decay=None):
+    def __init__(self, data_format, batch_norm, weight_decay=None, padding="keras"):
         self.data_format = data_format
+        self.padding = padding
         # He et al.'s weight decay adds wd * w to the gradient; Keras' L2(l) adds 2 * l * w.
         self.regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
         self.axis = -1 if data_format == "channels_last" else 1
         self.bn_class = batch_norm_class(batch_norm, BATCH_NORMS)
 
     def conv(self, filters, kernel, stride, name):
-        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+        # PyTorch pads kernel // 2 on both sides; Keras' "same" at stride 2 puts the odd pixel
+        # at the bottom/right only, which shifts the sampling grid. At stride 1 (odd kernel) and
+        # for 1x1 kernels the two are the same computation.
+        explicit = self.padding == "torch" and stride > 1 and kernel > 1
+        conv = layers.Conv2D(filters, kernel, strides=stride,
+                             padding="valid" if explicit else "same", use_bias=False,
                              kernel_initializer="he_normal", data_format=self.data_format,
                              kernel_regularizer=self.regularizer, name=name)
+        if not explicit:
+            return conv
+        pad = layers.ZeroPadding2D(kernel // 2, data_format=self.data_format, name=f"{name}_pad")
+        return lambda x: conv(pad(x))
+
+    def max_pool(self, name):
+        """The ImageNet stem's 3x3/2 max pool (torch: padding 1; after a ReLU zeros stand in
+        for PyTorch's -inf padding)."""
+        if self.padding == "keras":
+            return layers.MaxPooling2D(3, strides=2, padding="same",
+                                       data_format=self.data_format, name=name)
+        pad = layers.ZeroPadding2D(1, data_format=self.data_format, name=f"{name}_pad")
+        pool = layers.MaxPooling2D(3, strides=2, padding="valid", data_format=self.data_format,
+                                   name=name)
+        return lambda x: pool(pad(x))
 
     def bn(self, name):
         return self.bn_class(axis=self.axis, epsilon=1e-5, momentum=0.9, name=name)
@@ -182,7 +210,7 @@ def _block(x, kind, filters, stride, variant, ops, survival, sd_mode, seed, name
 def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_top=True,
                  classifier_activation="softmax", variant="a", stem="tiny", width=1.0,
                  stochastic_depth=None, stochastic_depth_mode="batch", batch_norm="keras",
-                 data_format=None, seed=None, weight_decay=None):
+                 data_format=None, seed=None, weight_decay=None, padding="keras"):
     """Builds ``depth_name`` (a key of ``SPECS``); arguments as in the module docstring.
 
     ``weight_decay``: L2 weight decay on conv and dense kernels as He et al. define it (``wd *
@@ -195,12 +223,15 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
         raise ValueError(f"Invalid value for argument `stem`: expected one of {STEMS}. "
                          f"Received: stem={stem!r}")
     batch_norm_class(batch_norm, BATCH_NORMS)  # a bad value fails before anything is built
+    if padding not in PADDINGS:
+        raise ValueError(f"Invalid value for argument `padding`: expected one of {PADDINGS}. "
+                         f"Received: padding={padding!r}")
     widths = scale_filters(WIDTHS, width, depth_name)
     if batch_norm == "fused":
         require_tensorflow_backend(f"{depth_name}(batch_norm='fused')")
     kind, repeats = SPECS[depth_name]
     data_format = resolve_data_format(data_format)
-    ops = _Ops(data_format, batch_norm, weight_decay)
+    ops = _Ops(data_format, batch_norm, weight_decay, padding)
 
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
@@ -213,8 +244,7 @@ def build_resnet(depth_name, input_shape=(64, 64, 3), num_classes=200, include_t
     x = ops.bn("stem_bn")(x)
     x = layers.Activation("relu", name="stem_relu")(x)
     if stem == "imagenet":
-        x = layers.MaxPooling2D(3, strides=2, padding="same", data_format=data_format,
-                                name="stem_pool")(x)
+        x = ops.max_pool("stem_pool")(x)
 
     total, index = sum(repeats), 0
     for s, (filters, n) in enumerate(zip(widths, repeats), start=1):
@@ -240,10 +270,11 @@ def _register(depth_name):
     def entry(input_shape=(64, 64, 3), num_classes=200, include_top=True,
               classifier_activation="softmax", variant="a", stem="tiny", width=1.0,
               stochastic_depth=None, stochastic_depth_mode="batch", batch_norm="keras",
-              data_format=None, seed=None, weight_decay=None):
+              data_format=None, seed=None, weight_decay=None, padding="keras"):
         return build_resnet(depth_name, input_shape, num_classes, include_top,
                             classifier_activation, variant, stem, width, stochastic_depth,
-                            stochastic_depth_mode, batch_norm, data_format, seed, weight_decay)
+                            stochastic_depth_mode, batch_norm, data_format, seed, weight_decay,
+                            padding)
 
     entry.__name__ = entry.__qualname__ = depth_name
     entry.__doc__ = f"{depth_name}: {SPECS[depth_name][0]} blocks {SPECS[depth_name][1]}."

@@ -15,22 +15,24 @@ Every model is one builder, ``build_transfer(backbone, ...)``, over one structur
     -> Dense(num_classes, classifier_activation)          "predictions"
 
 Backbones (``BACKBONES`` maps the short names to the registered ones, ``PREPROCESS_MODES``
-to the preprocessing each expects):
+to the preprocessing each expects). ``source`` chooses who builds them:
 
-    resnet18, resnet34      tinynet's own torchvision-exact ResNets (``tinynet.models.resnet``,
-                            ``stem="imagenet"``, variant ``a``): keras.applications has none.
-                            Backbone trainable counts equal torchvision's without ``fc``:
-                            11,176,512 and 21,284,672. Preprocessing ``torch``.
-    resnet50/101/152        keras.applications ResNet v1 (Caffe's original ResNet), which
-                            differs from torchvision's: conv biases, so its backbones have
-                            26,560 / 52,672 / 75,712 more trainable parameters than
-                            torchvision's (23,508,032 / 42,500,160 / 58,143,808), and the
-                            stride of a downsampling block in its first 1x1 conv (torchvision's
-                            "v1.5" strides in the 3x3 conv). Preprocessing ``caffe``.
-    resnet50v2/101v2/152v2  keras.applications ResNet v2 (pre-activation); not in the paper,
-                            offered because Keras ships their ImageNet weights. ``tf``.
-    densenet121             keras.applications DenseNet121, whose backbone equals
-                            torchvision's (6,953,856 trainable at include_top=False). ``torch``.
+``"torchvision"`` (the paper's, and the DenResNet protocol's default) -- tinynet's exact
+    torchvision models (``tinynet.models.torchvision_weights``): ResNet18/34/50/101/152
+    (``build_resnet(stem="imagenet", variant="a", padding="torch")``: torchvision's "v1.5"
+    blocks, its symmetric padding) and DenseNet121 (``tinynet.models.torchvision_densenet``),
+    with ``batch_norm`` ``"torch"`` (PyTorch's moving variance) or ``"keras"``; preprocessing
+    ``torch``. Converted from a torchvision state dict they compute torchvision's function
+    (tests/test_torchvision_weights.py: 1e-15 in float64).
+``"keras"`` -- keras.applications' ResNet50/101/152 (v1: Caffe's original ResNet, with conv
+    biases, so 26,560 / 52,672 / 75,712 more trainable parameters than torchvision's
+    23,508,032 / 42,500,160 / 58,143,808, and the stride of a downsampling block in its first
+    1x1 conv), ResNet50V2/101V2/152V2 (not in the paper; torchvision has no v2) and
+    DenseNet121 (torchvision's layers, but BN epsilon 1.001e-5); preprocessing ``caffe``,
+    ``tf`` and ``torch``. Not the paper's backbones.
+``None`` -- what the builder built before ``source`` existed (and what a model recorded
+    without it was built with): keras.applications where it has the backbone, else tinynet's
+    ResNet18/34 with Keras' "same" padding and BatchNormalization.
 
 Input size: the paper "scaled up" the 64 px images before training, validation and testing
 without stating the size; 224 (the size the backbones were trained at) is our choice, the
@@ -38,14 +40,21 @@ without stating the size; 224 (the size the backbones were trained at) is our ch
 
 ``weights``:
     ``None``        random initialisation.
-    ``"imagenet"``  keras.applications' ImageNet weights of the backbone (its ``_notop.h5``
-                    file, downloaded and cached by ``keras.utils.get_file`` in
-                    ``$KERAS_HOME/models/``, ``~/.keras/models/`` by default; the head stays
-                    random). When the download fails (offline) one ``TinynetError`` names the
-                    file to put there by hand. ResNet18/34 have no Keras ImageNet weights:
-                    torchvision's would need a converter, which is not provided because it
-                    could not be verified here (no torch); asking for them is a TinynetError.
-    a path          a local weights file, decided by what loads, in this order:
+    ``"imagenet"``  the source's ImageNet weights of the backbone (the head stays random):
+                    for ``source="torchvision"`` torchvision's ``IMAGENET1K_V1`` (PyTorch's
+                    model zoo, what the paper fine-tuned), downloaded once with torch and
+                    cached converted, as numpy arrays that need no torch to read, at
+                    ``$KERAS_HOME/models/torchvision_<backbone>_imagenet1k_v1.npz``
+                    (``tinynet.models.torchvision_weights.imagenet_state_dict``; without torch
+                    or offline, one TinynetError says how to convert the file elsewhere); for
+                    keras.applications its ``_notop.h5`` file, downloaded and cached by
+                    ``keras.utils.get_file`` in ``$KERAS_HOME/models/``.
+    ``"torchvision"`` the same as ``"imagenet"`` with ``source="torchvision"``.
+    a ``.pth``/``.npz`` a torchvision state dict (a ``.pth`` needs torch to read; the ``.npz``
+                    is what the cache holds, ``python -m tinynet.models.torchvision_weights``
+                    writes it) loaded into a torchvision-source backbone; a state dict of
+                    another architecture or shape is one TinynetError naming the keys.
+    another path    a local Keras weights file, decided by what loads, in this order:
                     (a) the whole model's weights (``model.save_weights("x.weights.h5")`` of a
                     transfer model with the same backbone and number of classes, or a
                     ``.keras`` file of one): everything, head included, is loaded;
@@ -115,6 +124,9 @@ SPECS = {
         torchvision_trainable=6_953_856),
 }
 BACKBONES = {short: f"transfer_{short}" for short in SPECS}
+# the backbones torchvision has, which tinynet builds exactly (tinynet.models.torchvision_weights)
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                         "densenet121")
 PREPROCESS_MODES = {short: spec.preprocess for short, spec in SPECS.items()}
 MIN_IMAGE_SIZE = 32  # keras.applications' minimum input size
 
@@ -144,26 +156,50 @@ def _spec(backbone):
                            f"{', '.join(SPECS)}") from None
 
 
-def _build_backbone(backbone, spec, image_size):
+def _build_backbone(backbone, spec, image_size, source, batch_norm):
     shape = (image_size, image_size, 3)
+    if source == "torchvision":  # tinynet's torchvision-exact model, headless
+        from tinynet.models.torchvision_weights import build_model
+
+        inner = build_model(backbone, input_shape=shape, include_top=False,
+                            batch_norm=batch_norm)
+        return keras.Model(inner.input, inner.output, name="backbone")
     if spec.source == "keras":
         constructor = getattr(keras.applications, spec.constructor)
         return constructor(include_top=False, weights=None, input_shape=shape, pooling=None,
                            name="backbone")
-    # torchvision's ResNet18/34: ImageNet stem, original blocks (variant a), no top.
+    # ResNet18/34 as tinynet built them before padding="torch" (Keras' "same" padding)
     inner = build_resnet(spec.constructor, input_shape=shape, include_top=False, variant="a",
                          stem="imagenet", data_format="channels_last")
     return keras.Model(inner.input, inner.output, name="backbone")
+
+
+def _source(backbone, spec, source):
+    """``source`` resolved: None is the backbone's own default (what tinynet built before the
+    argument existed: keras.applications, or tinynet's ResNet18/34 with Keras' padding)."""
+    if source is None:
+        return "tinynet" if spec.source == "tinynet" else "keras"
+    if source == "torchvision" and backbone not in TORCHVISION_BACKBONES:
+        raise TinynetError(f"torchvision has no {backbone}; its backbones are "
+                           f"{', '.join(TORCHVISION_BACKBONES)} (pass source=None or 'keras')")
+    if source == "keras" and spec.source != "keras":
+        raise TinynetError(f"keras.applications has no {backbone}; pass source='torchvision'")
+    return source
+
+
+def _load_torchvision_arrays(net, arrays, backbone):
+    from tinynet.models.torchvision_weights import load_torchvision_state_dict
+
+    load_torchvision_state_dict(net, arrays, backbone, include_top=False)
 
 
 def _download_imagenet_weights(backbone, spec):
     """keras.applications' ``_notop.h5`` file, through Keras' own download and cache."""
     if spec.weights_file is None:
         raise TinynetError(
-            f"no ImageNet weights for {backbone} in Keras: keras.applications has no "
-            f"{backbone}, and torchvision's weights would need a converter, which tinynet does "
-            f"not provide (it cannot be verified here without torch); use weights=None or a "
-            f"weights file (weights=<path>)")
+            f"no Keras ImageNet weights for {backbone}: keras.applications has no "
+            f"{backbone}; torchvision's are source='torchvision' (--backbone-source "
+            f"torchvision), or use weights=None or a weights file (weights=<path>)")
     name = os.path.basename(spec.weights_file)
     try:
         return keras.utils.get_file(name, KERAS_WEIGHTS_URL + spec.weights_file,
@@ -229,15 +265,27 @@ def _check(name, value, ok, expected):
 
 def build_transfer(backbone, input_shape=(None, None, 3), num_classes=200, image_size=224,
                    weights=None, dropout=0.0, interpolation="bilinear",
-                   classifier_activation="softmax"):
+                   classifier_activation="softmax", source=None, batch_norm="keras"):
     """Builds the transfer model of ``backbone`` (a key of ``SPECS``); see the module docstring.
 
     ``input_shape``: the images as fed (0-1 scale, channels last); any size, resized inside the
     model to ``image_size`` with ``interpolation`` (``keras.layers.Resizing``'s names).
     ``dropout``: rate of a Dropout before the new head (0: none). ``weights``: None,
-    ``"imagenet"`` or a path (module docstring).
+    ``"imagenet"``, ``"torchvision"`` or a path; ``source``: ``"torchvision"``, ``"keras"`` or
+    None; ``batch_norm``: ``"torch"`` or ``"keras"`` (module docstring).
     """
     spec = _spec(backbone)
+    source = _source(backbone, spec, source)
+    if weights == "torchvision":
+        if source != "torchvision":
+            raise TinynetError(f"weights='torchvision' are torchvision's backbones' weights; "
+                               f"pass source='torchvision' (not {source!r})")
+        weights = "imagenet"
+    if batch_norm not in ("keras", "torch"):
+        raise TinynetError(f"batch_norm must be 'keras' or 'torch', got {batch_norm!r}")
+    if batch_norm == "torch" and source != "torchvision":
+        raise TinynetError(f"batch_norm='torch' needs source='torchvision' (the {source} "
+                           f"backbone's layers are Keras' own)")
     _check("input_shape", input_shape,
            isinstance(input_shape, (tuple, list)) and len(input_shape) == 3
            and input_shape[-1] == 3, "(height, width, 3), channels last")
@@ -251,20 +299,29 @@ def build_transfer(backbone, input_shape=(None, None, 3), num_classes=200, image
            isinstance(dropout, (int, float)) and not isinstance(dropout, bool)
            and 0 <= dropout < 1, "a float in [0, 1)")
     _check("weights", weights,
-           weights is None or weights == "imagenet" or isinstance(weights, (str, os.PathLike)),
-           "None, 'imagenet' or the path to a weights file")
+           weights is None or isinstance(weights, (str, os.PathLike)),
+           "None, 'imagenet', 'torchvision' or the path to a weights file")
     if keras.config.image_data_format() != "channels_last":
         raise TinynetError("transfer models need keras.config.image_data_format() == "
                            "'channels_last' (keras.applications builds its backbones in the "
                            "global format, and the ImageNet weights are channels last)")
-    imagenet_file = _download_imagenet_weights(backbone, spec) if weights == "imagenet" else None
+    imagenet = None
+    if weights == "imagenet":  # fetched before anything is built
+        if source == "torchvision":
+            from tinynet.models.torchvision_weights import imagenet_state_dict
+            imagenet = imagenet_state_dict(backbone)
+        else:
+            imagenet = _download_imagenet_weights(backbone, spec)
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = layers.Resizing(image_size, image_size, interpolation=interpolation, name="resize")(inputs)
-    x = ImageNetPreprocessing(spec.preprocess, data_format="channels_last", name="preprocess")(x)
-    net = _build_backbone(backbone, spec, image_size)
-    if imagenet_file is not None:
-        net.load_weights(imagenet_file)
+    preprocess = "torch" if source == "torchvision" else spec.preprocess
+    x = ImageNetPreprocessing(preprocess, data_format="channels_last", name="preprocess")(x)
+    net = _build_backbone(backbone, spec, image_size, source, batch_norm)
+    if isinstance(imagenet, dict):
+        _load_torchvision_arrays(net, imagenet, backbone)
+    elif imagenet is not None:
+        net.load_weights(imagenet)
     x = net(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if dropout > 0:
@@ -272,7 +329,14 @@ def build_transfer(backbone, input_shape=(None, None, 3), num_classes=200, image
     outputs = layers.Dense(num_classes, activation=classifier_activation, name="predictions")(x)
     model = keras.Model(inputs, outputs, name=BACKBONES[backbone])
     if weights is not None and weights != "imagenet":
-        load_transfer_weights(model, weights)
+        if str(weights).endswith((".pth", ".pt", ".npz")):  # a torchvision state dict
+            if source != "torchvision":
+                raise TinynetError(f"{weights} is a PyTorch state dict: it loads into "
+                                   f"source='torchvision' backbones, not {source!r} ones")
+            from tinynet.models.torchvision_weights import read_state_dict_arrays
+            _load_torchvision_arrays(net, read_state_dict_arrays(weights), backbone)
+        else:
+            load_transfer_weights(model, weights)
     return model
 
 

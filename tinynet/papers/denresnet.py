@@ -59,7 +59,7 @@ from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments
                                 resolve_quick, run_experiment, set_up)
 from tinynet.errors import TinynetError
 from tinynet.evaluation.reports import figure
-from tinynet.training.conventions import ORIGINAL_RULES, add_keras_semantics_flag
+from tinynet.training.conventions import ORIGINAL_RULES, add_keras_semantics_flag, batch_norm
 from tinynet.training.lr import Constant, Plateau
 from tinynet.training.protocol import Protocol, Stage
 
@@ -78,6 +78,10 @@ OPTIMIZER = {"name": "sgd", "learning_rate": LR, "momentum": 0.9,
 # The authors tuned their hyperparameters by Bayesian optimisation without stating the space:
 # tools/tune.py's default experiment, with the head/whole split of --two-phase searchable.
 SEARCH = {"default": True, "head_fraction": ("--two-phase", "--head-fraction")}
+# the backbones torchvision has (tinynet.models.transfer.TORCHVISION_BACKBONES; kept here so that
+# this module stays importable without Keras, and tests/test_denresnet_experiment.py compares)
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+                         "densenet121")
 NO_KERAS_WEIGHTS = ("resnet18", "resnet34")  # tinynet's own backbones (tinynet.models.transfer)
 CITATION = "Cheung 2017, DenResNet (seed 000), section 5"
 ENSEMBLE_FIGURES = [
@@ -133,7 +137,8 @@ def paper(args, backbone):
 FIGURE_OPTIONS = ("backbone",)
 RUN_OPTIONS = ("ten_crop", "crop_size")
 PAPER_VALUES = {"batch_size": lambda args: SCHEDULE[args.backbone][0]}
-NOTES = {"image_size": "an assumption: the paper gives no size"}
+NOTES = {"image_size": "an assumption: the paper gives no size",
+         "backbone_source": "the paper fine-tuned torchvision's model-zoo backbones"}
 
 
 def evaluate(run_dir, ten_crop, crop_size, log=print):
@@ -161,8 +166,16 @@ def build_parser():
     parser.add_argument("--backbone", choices=sorted(SCHEDULE), default=None,
                         help="default resnet101 (resnet18 with --quick)")
     parser.add_argument("--weights", default=None,
-                        help="imagenet (default; Keras' download and cache), none (random), or "
-                             "a local Keras weights file")
+                        help="imagenet (default: the backbone source's ImageNet weights, "
+                             "downloaded once and cached; torchvision's are converted with "
+                             "torch), torchvision (the same), none (random), or a local file: "
+                             "a torchvision state dict (.pth, or the converted .npz) or a Keras "
+                             "weights file")
+    parser.add_argument("--backbone-source", choices=["torchvision", "keras"], default=None,
+                        help="torchvision (default where torchvision has the backbone: the "
+                             "paper's model-zoo networks, built exactly) or keras "
+                             "(keras.applications' ResNet v1/v2 and DenseNet121: not the "
+                             "paper's)")
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="the size images are scaled up to inside the model (default 224; "
                              "the paper does not say)")
@@ -196,6 +209,8 @@ def resolve(args):
                 setattr(args, key, value)
     args.weights = args.weights or "imagenet"
     args.image_size = args.image_size or 224
+    args.backbone_source = args.backbone_source or (
+        "torchvision" if backbone in TORCHVISION_BACKBONES else "keras")
     if args.head_fraction is not None:
         args.two_phase = True
     return args
@@ -214,20 +229,51 @@ def parse_args(argv=None):
     if args.crop_size > 64:
         parser.error(f"--crop-size must be at most the 64 px image size, got {args.crop_size}")
     weights = None if args.weights.lower() == "none" else args.weights
-    if weights not in (None, "imagenet") and not os.path.exists(weights):
-        raise TinynetError(f"--weights {weights}: no such file; pass imagenet, none or the path "
-                           f"of a Keras weights file")
-    if weights == "imagenet" and backbone in NO_KERAS_WEIGHTS:  # before the data is loaded
-        raise TinynetError(f"{backbone} has no Keras ImageNet weights (keras.applications has no "
-                           f"ResNet18/34); pass --weights none, or a Keras weights file")
+    named = (None, "imagenet", "torchvision")
+    if weights not in named and not os.path.isfile(weights):
+        what = "a folder, not a file" if os.path.isdir(weights) else "no such file"
+        raise TinynetError(f"--weights {weights}: {what}; pass imagenet, torchvision, none or "
+                           f"the path of a weights file (.pth, .npz or a Keras file)")
+    source = args.backbone_source
+    if source == "torchvision" and backbone not in TORCHVISION_BACKBONES:
+        raise TinynetError(f"torchvision has no {backbone}; pass --backbone-source keras")
+    if source == "keras" and backbone in NO_KERAS_WEIGHTS:
+        raise TinynetError(f"keras.applications has no {backbone}; pass --backbone-source "
+                           f"torchvision")
+    if weights == "torchvision" and source != "torchvision":
+        raise TinynetError("--weights torchvision are torchvision's backbones' weights; pass "
+                           "--backbone-source torchvision")
+    if weights in ("imagenet", "torchvision") and source == "torchvision":
+        _check_torchvision_weights_reachable(backbone)
     return args
+
+
+def _check_torchvision_weights_reachable(backbone):
+    """torchvision's ImageNet weights come from the converted cache, or from PyTorch's file
+    through torch: without either, refused before any data is loaded (the model's builder
+    would say the same after). The cache path as tinynet.models.torchvision_weights
+    .cached_imagenet_path computes it, without importing Keras before --backend is set."""
+    import importlib.util
+
+    home = os.path.expanduser(os.environ.get("KERAS_HOME") or os.path.join("~", ".keras"))
+    cache = os.path.join(home, "models", f"torchvision_{backbone}_imagenet1k_v1.npz")
+    if os.path.exists(cache) or importlib.util.find_spec("torch") is not None:
+        return
+    raise TinynetError(
+        f"torchvision's ImageNet weights of {backbone} are converted once from PyTorch's file, "
+        f"which needs torch: pip install torch (the CPU build is enough), or put the file "
+        f"converted elsewhere (python -m tinynet.models.torchvision_weights {backbone} "
+        f"<file.pth> <out.npz>) at {cache}, or pass --weights <that .npz or the .pth>")
 
 
 def main(argv=None):
     args = set_up(parse_args(argv))
     backbone = args.backbone
     weights = None if args.weights.lower() == "none" else args.weights
-    model_kwargs = {"image_size": args.image_size, "weights": weights}
+    model_kwargs = {"image_size": args.image_size, "weights": weights,
+                    "source": args.backbone_source}
+    if args.backbone_source == "torchvision":
+        model_kwargs["batch_norm"] = batch_norm(args)
     if args.dropout:
         model_kwargs["dropout"] = args.dropout
     run_experiment(args, protocol(backbone, args.plateau_patience, args.two_phase,

@@ -33,6 +33,7 @@ __all__ = ["INTRODUCED_MODEL_ARGUMENTS", "ORIGINAL_RULES", "add_keras_semantics_
 INTRODUCED_MODEL_ARGUMENTS = {
     "batch_norm": ("torch", "BatchNormalization's moving variance"),
     "bias_l2": (False, "the L2 penalty on Model 2's biases"),
+    "source": ("torchvision", "DenResNet's torchvision backbones"),
 }
 # the framework each paper's original code ran on, where its rules are not Keras'
 ORIGINAL_RULES = {"cifar_resnet_design": "PyTorch", "multi_resnet_cifar": "Torch7",
