@@ -2,8 +2,10 @@
 
 The two tiers. The default one (the README's test command) holds what runs in seconds in the
 test process, and one end-to-end run of the runner's whole path (Multi-ResNet's quick run). A
-test that trains a paper's protocol end to end, starts a fresh interpreter or XLA-compiles is
-marked ``slow``, with the reason; CI's second step runs them (``pytest -m slow``).
+test that trains a paper's protocol end to end, starts a fresh interpreter, XLA-compiles, or
+repeats a check on a second full-width ImageNet backbone (ResNet-50, DenseNet-121: seconds
+each; one backbone of each kind stays in the default tier) is marked ``slow``, with the
+reason; CI's second step runs them (``pytest -m slow``).
 """
 import functools
 import json
@@ -229,6 +231,7 @@ FILE_SECONDS = {
     "test_interrupts.py": (0, 48), "test_channels_first.py": (0, 44),
     "test_multi_resnet_experiment.py": (40, 12), "test_run_dir_damage.py": (30, 0),
     "test_checkpoint.py": (20, 22), "test_install.py": (0, 26),
+    "test_torchvision_weights.py": (50, 35), "test_fidelity.py": (15, 0),
 }
 
 

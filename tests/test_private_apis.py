@@ -397,9 +397,10 @@ PRIVATE_APIS = (
                "stateless_call (falls back to False if the import fails)",
                check_in_stateless_scope,
                imports=("keras.src.backend.common.stateless_scope.in_stateless_scope",)),
-    PrivateAPI("keras.src.backend.config.keras_home()", ("tinynet/models/transfer.py",),
-               "where keras.utils.get_file keeps ImageNet weights (falls back to the "
-               "documented default if the import fails)",
+    PrivateAPI("keras.src.backend.config.keras_home()",
+               ("tinynet/models/transfer.py", "tinynet/models/torchvision_weights.py"),
+               "where keras.utils.get_file keeps ImageNet weights, and tinynet the converted "
+               "torchvision ones (falls back to the documented default if the import fails)",
                check_keras_home, imports=("keras.src.backend.config.keras_home",)),
     PrivateAPI("keras.src.backend.common.global_state.set_global_attribute("
                "'global_random_seed', seed)", ("tools/benchmark.py",),

@@ -107,13 +107,17 @@ def test_densenet121_logits_equal_torchvision():
                                fixture("densenet121")["logits"]) < TOLERANCE
 
 
-@pytest.mark.parametrize("architecture", ["resnet18", "resnet50"])
+# ResNet-50's full-width float64 builds take ~5 s each: CI's slow step (ResNet-18 stays here)
+RESNETS = ["resnet18", pytest.param("resnet50", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("architecture", RESNETS)
 def test_resnet_logits_equal_torchvision(architecture):
     assert relative_difference(tinynet_logits(architecture),
                                fixture(architecture)["logits"]) < TOLERANCE
 
 
-@pytest.mark.parametrize("architecture", ["resnet18", "resnet50"])
+@pytest.mark.parametrize("architecture", RESNETS)
 def test_keras_padding_is_a_shifted_function(architecture):
     """With Keras' "same" padding at stride 2 (resnet.py's default, padding="keras") the same
     weights compute what torchvision computes with that padding, not torchvision's function:
@@ -124,6 +128,7 @@ def test_keras_padding_is_a_shifted_function(architecture):
     assert relative_difference(shifted, fixture(architecture)["logits"]) > 1e-2
 
 
+@pytest.mark.slow  # (a full-width DenseNet-121 built twice: ~5 s)
 def test_densenet121_counts_and_registry():
     model = build_densenet121(input_shape=(32, 32, 3))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -352,7 +357,8 @@ def test_real_torch_files(tmp_path):
 
 # --- the converted .weights.h5 (what a --weights torchvision run caches) ---------------------
 
-@pytest.mark.parametrize("architecture", ["resnet18", "densenet121"])
+@pytest.mark.parametrize("architecture", [  # (DenseNet-121 built three times: ~11 s)
+    "resnet18", pytest.param("densenet121", marks=pytest.mark.slow)])
 def test_weights_file_round_trip(monkeypatch, tmp_path, architecture):
     arrays = state_dict(architecture)
     monkeypatch.setattr(tw, "state_dict_arrays", lambda path: arrays)
@@ -370,6 +376,7 @@ def test_weights_file_round_trip(monkeypatch, tmp_path, architecture):
                    ".weights.h5")
 
 
+@pytest.mark.slow  # (two transfer models and two converted files: ~8 s)
 def test_weights_file_loads_into_the_transfer_backbone(monkeypatch, tmp_path):
     from tinynet.models.transfer import load_transfer_weights
 

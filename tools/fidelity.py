@@ -555,6 +555,7 @@ def write_doc(rule_rows, bn_rows, model_rows, seed_002, versions):
             f"tinynet's model (`batch_norm=\"torch\"`) and the original, the same weights "
             f"copied in (BN statistics and biases set away from their initial values), then "
             f"{MODEL_STEPS} training steps on the same batches of {MODEL_BATCH} 32x32 images "
+            f"(64x64 for the ImageNet-stem ResNet) "
             f"with the paper's optimizer, loss and learning rate dropped tenfold after step "
             f"{MODEL_DROP_AFTER}. Gradients and the training forward pass are the first "
             f"step's; weights (as their change from the start), BN statistics and an "

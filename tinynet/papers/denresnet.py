@@ -243,8 +243,6 @@ def parse_args(argv=None):
     if weights == "torchvision" and source != "torchvision":
         raise TinynetError("--weights torchvision are torchvision's backbones' weights; pass "
                            "--backbone-source torchvision")
-    if weights in ("imagenet", "torchvision") and source == "torchvision":
-        _check_torchvision_weights_reachable(backbone)
     return args
 
 
@@ -267,7 +265,11 @@ def _check_torchvision_weights_reachable(backbone):
 
 
 def main(argv=None):
-    args = set_up(parse_args(argv))
+    args = parse_args(argv)
+    if args.weights.lower() in ("imagenet", "torchvision") and (
+            args.backbone_source == "torchvision"):
+        _check_torchvision_weights_reachable(args.backbone)
+    args = set_up(args)
     backbone = args.backbone
     weights = None if args.weights.lower() == "none" else args.weights
     model_kwargs = {"image_size": args.image_size, "weights": weights,
