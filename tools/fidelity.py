@@ -305,6 +305,12 @@ def _model_cases():
          dict(DENRESNET_SGD, learning_rate=0.01),
          torch_optim(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4), 0.01, False,
          tv, 64),
+        ("seed 000: torchvision DenseNet-121 (10 classes, 64x64 input), the same SGD and drop",
+         TORCHVISION, "torchvision_densenet121", {},
+         lambda: tv.build_original("densenet121", 10),
+         dict(DENRESNET_SGD, learning_rate=0.01),
+         torch_optim(torch.optim.SGD, lr=0.01, momentum=0.9, weight_decay=1e-4), 0.01, False,
+         tv, 64),
     ]
 
 
@@ -567,9 +573,9 @@ def write_doc(rule_rows, bn_rows, model_rows, seed_002, versions):
         lines += [f"| {r['case']} | " + " | ".join(_fmt(r[c]) for c in columns)
                   + f" | {r['source']} |" for r in model_rows]
         lines += ["", "Each row but seed 000's is also a golden fixture of tests/test_fidelity.py "
-                  "(seed 000's full-width ResNet-18 would be 170 MB of arrays; CI checks its "
-                  "forward pass against torchvision in tests/test_torchvision_weights.py and its "
-                  "SGD in the update rules)."]
+                  "(seed 000's full-width backbones would be 60 to 170 MB of arrays; CI checks "
+                  "their forward pass against torchvision in tests/test_torchvision_weights.py "
+                  "and their SGD in the update rules)."]
     status, verdict = seed_002
     lines += [
         "",
