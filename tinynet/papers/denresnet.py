@@ -8,10 +8,13 @@ leaderboard, June 2017); ResNet18 alone "about 0.65" validation error "with limi
 time". No per-model table, no public code.
 
 Protocol, as the paper states it (PyTorch model-zoo weights; one K80):
-    backbones  ResNet18/34/50/101/152, DenseNet121 (tinynet.models.transfer: keras.applications
-               for ResNet50/101/152, their V2 family and DenseNet121; tinynet's own
-               torchvision-exact ResNet18/34, which have no Keras ImageNet weights), each with
-               a new head: global average pooling, optional dropout, dense to 200 classes
+    backbones  ResNet18/34/50/101/152, DenseNet121: torchvision's, built exactly by tinynet
+               (tinynet.models.transfer with source="torchvision": build_resnet(padding=
+               "torch") and tinynet.models.torchvision_densenet) with PyTorch's BatchNorm,
+               each with a new head: global average pooling, optional dropout, dense to 200
+               classes; ``--backbone-source keras``: keras.applications' ResNet50/101/152
+               (Caffe-style: stride in the first 1x1 conv), their V2 family and DenseNet121,
+               which are not the paper's networks
     batch      ResNet18 128; ResNet34, ResNet50 64; ResNet101, ResNet152, DenseNet121 24
     epochs     ResNet18 50, the others 10 (the V2 family: as its V1 namesake, our choice)
     optimizer  SGD, momentum 0.9, weight decay 1e-4 coupled (PyTorch's: added to the gradient
@@ -46,10 +49,12 @@ validation top-1/top-5 (and 10-crop with ``--ten-crop``).
     python tools/ensemble.py runs/denresnet-resnet101 runs/denresnet-resnet152 \\
         runs/denresnet-densenet121 --submission submission.txt
 
-ImageNet weights (``--weights imagenet``, the default) come from Keras' own download and cache
-(``~/.keras/models``, or ``$KERAS_HOME/models``); offline, the error names the file to put
-there. ResNet18/34 have none in Keras: ``--weights none`` trains them from scratch, or
-``--weights PATH`` loads a Keras weights file.
+ImageNet weights (``--weights imagenet``, the default): for torchvision backbones,
+torchvision's IMAGENET1K_V1 downloaded once with torch and converted to a .npz cached under
+``$KERAS_HOME/models`` (``tinynet.models.torchvision_weights``; torch is needed only for that
+first conversion); for keras.applications backbones, Keras' own download and cache. Offline,
+the error names the file to put there. ``--weights PATH`` loads a torchvision state dict
+(.pth), its converted .npz or a Keras weights file; ``--weights none`` trains from scratch.
 """
 import argparse
 import os
