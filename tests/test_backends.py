@@ -215,25 +215,30 @@ def test_gpu_benchmark_on_jax_without_tensorflow(runs):
 
 def test_gpu_benchmark_projects_the_papers_protocols():
     """``benchmark.py gpu`` projects a whole protocol from ``tinynet.papers``' own protocols on
-    the real data sizes: the images each paper's protocol trains on, as the papers state them."""
+    the real data sizes (``tinynet.projections.workloads``): the images each paper's protocol
+    trains on, as the papers state them."""
     sys.path.insert(0, os.path.join(REPO, "tools"))
     try:
         import benchmark
     finally:
         sys.path.pop(0)
-    images = {name: sum(n for n, _ in spec[2]) for name, spec in benchmark.GPU_MODELS.items()}
+    work = benchmark.GPU_WORKLOADS
+    images = {name: w.training_images() for name, w in work.items()}
     # Model 1: 245 epochs of 200 batches (15 + 10 epochs at batch 256, the rest at 64)
     assert images["densenet_model1"] == (15 + 10) * 200 * 256 + (30 + 15 + 175) * 200 * 64
-    assert len(benchmark.GPU_MODELS["densenet_model1"][2]) == 245
+    assert len(work["densenet_model1"].epochs) == 245
     assert images["densenet_model2"] == 108 * (100_000 // 128) * 128  # 108 epochs of 781
     for name in ("resnet18", "resnet34", "resnet50"):  # seed 001's final: 70k iterations of 100
-        assert images[name] == 70_000 * 100 and benchmark.GPU_MODELS[name][:2] == (100, 64)
-        assert benchmark.GPU_MODEL_KWARGS[name]["stochastic_depth"] == 0.5
+        assert images[name] == 70_000 * 100
+        assert (work[name].batch_size, work[name].px) == (100, 64)
+        assert work[name].build_kwargs()["stochastic_depth"] == 0.5
     assert images["nyu_resnet24"] == 2 * 200 * (45_000 // 128) * 128  # 200 + 200 epochs
     assert images["multi_resnet200_k5"] == 164 * (50_000 // 128) * 128
-    assert benchmark.GPU_MODELS["multi_resnet200_k5"][:2] == (128, 32)
+    assert (work["multi_resnet200_k5"].batch_size, work["multi_resnet200_k5"].px) == (128, 32)
     assert benchmark.DENRESNET_BATCH == {"resnet18": 128, "resnet34": 64, "resnet50": 64,
                                          "resnet101": 24, "resnet152": 24, "densenet121": 24}
+    assert {name[len("transfer_"):]: work[name].batch_size for name in work
+            if name.startswith("transfer_")} == benchmark.DENRESNET_BATCH
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@
     python tools/benchmark.py parallel                   # seed 003's Table V: model vs data parallel
     python tools/benchmark.py gpu                        # every paper's model on the accelerator,
                                                          # any Keras backend (no TensorFlow needed)
+    python tools/benchmark.py project --count            # projected GPU times from counted FLOPs
 
 ``train`` measures training throughput (images/s) of registered models: ``model.fit`` on
 in-memory random batches (so the input pipeline is not what is measured), Adam, the first
@@ -50,6 +51,8 @@ import time
 
 from tinynet.evaluation.tables import markdown_table
 from tinynet.experiment import OneLineParser, positive_float, positive_int, run_cli
+from tinynet.projections import (EFFICIENCY, FORWARD_FLOPS, GPUS, PAPER_TIMES, PRECISIONS,
+                                 SPEED_FLAGS, project_seconds, workloads)
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "benchmarks.md")
@@ -520,62 +523,15 @@ def accelerator_names(backend):
     return [], backend
 
 
-TINY_IMAGENET_TRAIN, CIFAR_TRAIN = 100_000, 50_000
-
-
-def _workload(protocol, num_train, what, runs=1):
-    """``(the batch and px of the protocol's last stage, [(images, px)] of every epoch, what it
-    is)`` for ``runs`` runs of ``protocol`` on ``num_train`` training images."""
-    epochs = [(p.steps * protocol.stages[p.stage_index].batch_size,
-               protocol.stages[p.stage_index].resolution)
-              for p in protocol.epoch_plan(num_train)] * runs
-    resolutions = "/".join(dict.fromkeys(str(s.resolution) for s in protocol.stages))
-    last = protocol.stages[-1]
-    return (last.batch_size, last.resolution, epochs,
-            f"{what}: {len(epochs)} epochs, {sum(n for n, _ in epochs):,} images at "
-            f"{resolutions} px")
-
-
-def gpu_models():
-    """model -> (the paper's batch, px, [(images, px)] of the whole protocol, what the protocol
-    is), from the papers' protocols (``tinynet.papers``) on the real training-set sizes.
-    Images at another resolution than the measured one are counted at the ratio of their pixel
-    counts (the work of a convolutional net scales with the pixels)."""
-    from tinynet.papers import get_paper
-
-    m1, m2, rn, nyu, mr = (get_paper(name) for name in (
-        "densenet_model1", "densenet_model2", "resnet_tiny_imagenet", "cifar_resnet_design",
-        "multi_resnet_cifar"))
-    final = _workload(rn.protocol("final"), TINY_IMAGENET_TRAIN, "seed 001's final")
-    return {
-        "densenet_model1": _workload(m1.PROTOCOLS["progressive"], TINY_IMAGENET_TRAIN,
-                                     "progressive resizing"),
-        "densenet_model2": _workload(m2.protocol(), TINY_IMAGENET_TRAIN, "six cyclic phases"),
-        "resnet18": final, "resnet34": final, "resnet50": final,
-        nyu.MODEL: _workload(nyu.protocol(), CIFAR_TRAIN - nyu.VAL_SPLIT,
-                             "200 epochs, then 200 more", runs=2),
-        "multi_resnet200_k5": _workload(mr.protocol("cifar10"), CIFAR_TRAIN, "the code's"),
-    }
-
-
-def _resnet_kwargs():
-    """Builder arguments as seed 001's final variant builds its ResNets."""
-    from tinynet.papers import get_paper
-
-    rn = get_paper("resnet_tiny_imagenet")
-    return dict(variant="e", stochastic_depth=rn.VARIANTS["final"][1], seed=0,
-                weight_decay=rn.WEIGHT_DECAY)
-
-
-GPU_MODELS = gpu_models()
-GPU_MODEL_KWARGS = {name: _resnet_kwargs() for name in ("resnet18", "resnet34", "resnet50")}
-GPU_CLASSES = {"nyu_resnet24": 10, "multi_resnet200_k5": 10}  # the others: Tiny ImageNet's 200
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+GPU_WORKLOADS = workloads()  # model -> its paper's whole protocol on the real data sizes
+GPU_DEFAULT_MODELS = ("densenet_model1", "densenet_model2", "resnet18", "resnet34", "resnet50",
+                      "nyu_resnet24", "multi_resnet200_k5")  # the transfer models: --models
 
 
 def protocol_images(name, px):
-    """The protocol's training images of ``name`` in ``px``-pixel equivalents."""
-    return sum(n * (r / px) ** 2 for n, r in GPU_MODELS[name][2])
+    """The protocol's training images of ``name`` in ``px``-pixel equivalents (the work of a
+    convolutional net scales with the pixels)."""
+    return sum(n * (r / px) ** 2 for n, r in GPU_WORKLOADS[name].epochs)
 
 
 def _seed(seed):
@@ -612,10 +568,8 @@ def gpu_throughput(name, batch_size, px, precision, jit_compile, steps, warmup, 
     keras.mixed_precision.set_global_policy(precision)
     try:
         _seed(0)
-        classes = GPU_CLASSES.get(name, 200)
-        kwargs = dict(GPU_MODEL_KWARGS.get(name, {}), num_classes=classes)
-        if name.startswith("densenet") or name.startswith("resnet") or name == "nyu_resnet24":
-            kwargs["input_shape"] = (px, px, 3)
+        kwargs = GPU_WORKLOADS[name].build_kwargs(px)
+        classes = kwargs["num_classes"]
         if width is not None:
             kwargs["width"] = width
         model = get_model(name, **kwargs)
@@ -658,8 +612,8 @@ def cmd_gpu(args):
     jit_options = [True] if backend == "jax" else [False, True]
     rows = []
     for name in args.models:
-        paper_batch, px = GPU_MODELS[name][:2]
-        batch = args.batch_size or paper_batch
+        workload = GPU_WORKLOADS[name]
+        px, batch = workload.px, args.batch_size or workload.batch_size
         for precision in args.precisions:
             for jit in jit_options:
                 xla = "always (JAX)" if backend == "jax" else ("on" if jit else "off")
@@ -681,7 +635,7 @@ def cmd_gpu(args):
     table = markdown_table(["model", "px", "batch", "precision", "XLA (jit_compile)",
                             "train images/s", "ms/step", "whole protocol (projected)"], rows)
     print(table)
-    protocols = "; ".join(f"{n}: {GPU_MODELS[n][3]}" for n in args.models)
+    protocols = "; ".join(f"{n}: {GPU_WORKLOADS[n].what}" for n in args.models)
     note = (f"`python tools/benchmark.py gpu` under Keras' {backend} backend, {where}. Training "
             f"images/s of `train_on_batch` on one random batch already on the device (SGD "
             f"with momentum, sparse cross-entropy; {args.steps} timed steps after "
@@ -695,6 +649,98 @@ def cmd_gpu(args):
     if args.record:
         record(f"Accelerator training throughput ({backend} backend"
                f"{', ' + accelerators[0] if accelerators else ', CPU'})", table, note)
+        print(f"recorded in {os.path.relpath(DOC)}")
+
+
+def count_forward_flops(names):
+    """{(model, px): forward FLOPs} counted on the real models (TensorFlow backend)."""
+    import keras
+
+    from tinynet.models import get_model
+    from tinynet.models.flops import forward_flops
+
+    counted = {}
+    for name in names:
+        workload = GPU_WORKLOADS[name]
+        for px in workload.resolutions:
+            kwargs = workload.build_kwargs(px)
+            model = get_model(name, **kwargs)
+            counted[name, px] = forward_flops(model, kwargs.get("input_shape", (px, px, 3)))
+            print(f"{name} at {px} px: {counted[name, px] / 1e9:.2f} GFLOPs forward", flush=True)
+            keras.backend.clear_session()
+    return counted
+
+
+def _duration(seconds):
+    if seconds < 60:
+        return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 600:
+        return f"{seconds / 60:.1f} min"
+    return _hours(seconds)
+
+
+def _hours_pair(flops, gpu):
+    """"float32 / the GPU's best 16-bit" hours of ``flops``."""
+    cells = []
+    for precision in ("float32", "mixed_bfloat16", "mixed_float16"):
+        seconds = project_seconds(flops, gpu, precision)
+        if seconds is not None:
+            cells.append(_duration(seconds))
+        if len(cells) == 2:
+            break
+    return " / ".join(cells)
+
+
+def cmd_project(args):
+    flops = dict(FORWARD_FLOPS)
+    if args.count:
+        counted = count_forward_flops(args.models)
+        changed = {k: (FORWARD_FLOPS.get(k), v) for k, v in counted.items()
+                   if FORWARD_FLOPS.get(k) != v}
+        for key, (old, new) in changed.items():
+            print(f"{key}: tinynet.projections.FORWARD_FLOPS has {old}, counted {new}")
+        flops.update(counted)
+    gpus = [g for g in GPUS if g != "K80"]
+    rows = []
+    for name in args.models:
+        w = GPU_WORKLOADS[name]
+        rows.append((w.paper, name, f"{flops[name, w.px] / 1e9:.2f} @ {w.px} px", w.what,
+                     f"{w.training_images() / 1e6:.1f} M",
+                     _hours(project_seconds(w.flops(flops), "K80", "float32")),
+                     *(f"{_hours_pair(w.epoch_flops(flops=flops), g)} · "
+                       f"{_hours_pair(w.flops(flops), g)}" for g in gpus)))
+    table = markdown_table(["paper", "model", "forward GFLOPs", "protocol", "train images",
+                            "K80 protocol"] + [f"{g}: epoch · protocol" for g in gpus], rows)
+    paper_rows = []
+    for t in PAPER_TIMES:
+        w = GPU_WORKLOADS[t.model]
+        paper_rows.append((t.model, t.source, f"{t.flops(w, flops) / 1e12:,.0f} TFLOP",
+                           f"{t.implied_efficiency(w, flops):.2f}",
+                           _duration(project_seconds(t.flops(w, flops), t.gpu, "float32"))))
+    paper_table = markdown_table(["model", "the paper's time", "its work", f"implied share of "
+                                  f"a K80's peak", f"projected here (efficiency "
+                                  f"{EFFICIENCY['cuda']})"], paper_rows)
+    print(table)
+    print(paper_table)
+    flags = "; ".join(f"{g}: `{' '.join(f)}`" for g, f in SPEED_FLAGS.items())
+    note = (f"`python tools/benchmark.py project{' --count' if args.count else ''}`. "
+            f"PROJECTIONS, not measurements: the FLOPs of each paper's protocol on the real "
+            f"data sizes (3x the counted forward FLOPs per training image, the forward FLOPs "
+            f"per validation image after every epoch; input pipeline and checkpoints not "
+            f"counted) over each GPU's dense datasheet peak (`tinynet.projections.GPUS`) at "
+            f"{EFFICIENCY['cuda']:.0%} of it on CUDA cores (float32 on the K80 and T4) and "
+            f"{EFFICIENCY['tensor']:.0%} on tensor cores (TF32, which TensorFlow uses for "
+            f"float32 from Ampere on, and 16-bit). Each cell gives float32 / 16-bit (bfloat16 "
+            f"where the GPU has it, float16 on the T4); epoch = one pass over the training set "
+            f"at the last stage's resolution, with its validation. The CUDA-core efficiency "
+            f"is calibrated on the papers' own K80 times (second table); the tensor-core one "
+            f"is assumed, not measured. The DenseNet times (the original authors' "
+            f"on Google Colab, as seed 002 reports them, the GPU not named) would need 0.77-0.86 "
+            f"of one K80 GK210's peak, which a K80 does not reach: Colab also lent T4s and "
+            f"P100s then, so those two times calibrate nothing. Speed flags per GPU: {flags}.")
+    if args.record:
+        record("Projected GPU training times (projections, not measurements)",
+               table + "\n\n" + paper_table, note)
         print(f"recorded in {os.path.relpath(DOC)}")
 
 
@@ -750,7 +796,8 @@ def main(argv=None):
     t.add_argument("--no-record", dest="record", action="store_false")
     g = sub.add_parser("gpu", help="the papers' models on the accelerator, any Keras backend "
                                    "(jax, torch or tensorflow; no TensorFlow needed)")
-    g.add_argument("--models", nargs="+", default=list(GPU_MODELS), choices=list(GPU_MODELS))
+    g.add_argument("--models", nargs="+", default=list(GPU_DEFAULT_MODELS),
+                   choices=list(GPU_WORKLOADS))
     g.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     g.add_argument("--batch-size", type=positive_int, default=None,
                    help="one batch size for every model (default: each paper's)")
@@ -760,6 +807,13 @@ def main(argv=None):
                    help="width multiplier (default: the papers' widths)")
     g.add_argument("--no-record", dest="record", action="store_false",
                    help="print only; do not write docs/benchmarks.md")
+    pr = sub.add_parser("project", help="projected GPU epoch and protocol times from counted "
+                                        "FLOPs (projections, not measurements)")
+    pr.add_argument("--models", nargs="+", default=list(GPU_WORKLOADS),
+                    choices=list(GPU_WORKLOADS))
+    pr.add_argument("--count", action="store_true",
+                    help="recount the forward FLOPs on the real models (TensorFlow; minutes)")
+    pr.add_argument("--no-record", dest="record", action="store_false")
     args = parser.parse_args(argv)
     if args.command == "gpu":
         choose_backend()  # before anything imports Keras
@@ -777,7 +831,7 @@ def main(argv=None):
         parser.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(list_models())}")
     {"train": cmd_train, "quick": cmd_quick, "pipeline": cmd_pipeline,
      "resnet": cmd_resnet, "cifar": cmd_cifar, "parallel": cmd_parallel,
-     "transfer": cmd_transfer, "gpu": cmd_gpu}[args.command](args)
+     "transfer": cmd_transfer, "gpu": cmd_gpu, "project": cmd_project}[args.command](args)
 
 
 if __name__ == "__main__":
