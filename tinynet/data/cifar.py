@@ -166,7 +166,7 @@ def _refill(spec):
     return f"delete it and re-run to extract or download {spec.archive} again"
 
 
-def _find_root(data_dir, spec):
+def find_root(data_dir, spec):
     """The extracted folder in ``data_dir`` (``data_dir`` itself or ``data_dir/<folder>``), or
     None; a folder holding only some of the batch files is reported INCOMPLETE, never taken
     as absent (which would download and extract over it)."""
@@ -198,7 +198,7 @@ def prepare(data_dir, name, allow_download=True, url=None, md5=None):
     spec = get_spec(name)
     url, md5 = url or spec.url, md5 or spec.md5
     data_dir = os.path.abspath(os.path.expanduser(str(data_dir)))
-    root = _find_root(data_dir, spec)
+    root = find_root(data_dir, spec)
     if root is not None:
         return root
     archive = os.path.join(data_dir, spec.archive)
@@ -228,7 +228,7 @@ def _extract_into_place(spec, archive, data_dir, url):
         try:
             os.rename(extracted, root)
         except OSError:
-            if _find_root(data_dir, spec) != root:
+            if find_root(data_dir, spec) != root:
                 raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
