@@ -27,7 +27,8 @@ setup(
         "opencv-python",
     ],
     extras_require={"test": ["pytest>=7", "optuna>=4.9", "jax>=0.4.30", "tensorboard>=2.16",
-                             "pytest-xdist>=3"],  # CI's slow step runs on both cores
+                             "pytest-xdist>=3",  # CI's slow step runs on both cores
+                             "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6"],  # notebooks/
                     "tensorboard": ["tensorboard>=2.16"],  # to view <run_dir>/tensorboard
                     "tune": ["optuna>=4.9"],  # tools/tune.py (heartbeat-stale retries: 4.9)
                     "jax": ["jax>=0.4.30"]},  # --backend jax (tests run the models under it)
