@@ -232,6 +232,7 @@ FILE_SECONDS = {
     "test_multi_resnet_experiment.py": (40, 12), "test_run_dir_damage.py": (30, 0),
     "test_checkpoint.py": (20, 22), "test_install.py": (0, 26),
     "test_torchvision_weights.py": (50, 35), "test_fidelity.py": (15, 0),
+    "test_notebook.py": (2, 50), "test_projections.py": (3, 60), "test_scale_rehearsal.py": (0, 52),
 }
 
 
