@@ -16,7 +16,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tinynet.data.images import decode_file, decode_images
+from tinynet.data.images import decode_file, decode_images, host_tensor
 from tinynet.errors import TinynetError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -99,8 +99,7 @@ def _batch_source(image_set):
     labels = tf.constant(image_set.labels)
     size = image_set.image_size
     if image_set.in_memory:
-        with tf.device("/cpu:0"):
-            images = tf.constant(image_set.images)
+        images = host_tensor(image_set.images)
         return lambda idx: (tf.gather(images, idx), tf.gather(labels, idx))
     paths = tf.constant(np.asarray(image_set.paths, dtype=object).astype(str))
 
