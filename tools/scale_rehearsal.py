@@ -46,13 +46,14 @@ import time
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TOOLS)
 
-PAPERS = {  # paper -> (dataset, the folder under --root, flags beyond the paper's own)
-    "densenet_model1": ("tiny-imagenet", "tiny", []),
-    "densenet_model2": ("tiny-imagenet", "tiny", []),
-    "resnet_tiny_imagenet": ("tiny-imagenet", "tiny", []),
-    "cifar_resnet_design": ("cifar10", "cifar", []),
-    "multi_resnet_cifar": ("cifar10", "cifar", []),
-    "denresnet": ("tiny-imagenet", "tiny", ["--weights", "none"]),
+PAPERS = {  # paper -> (dataset, the folder under --root, flags beyond the paper's own, the
+    # tinynet.projections workload of the model the paper's command trains)
+    "densenet_model1": ("tiny-imagenet", "tiny", [], "densenet_model1"),
+    "densenet_model2": ("tiny-imagenet", "tiny", [], "densenet_model2"),
+    "resnet_tiny_imagenet": ("tiny-imagenet", "tiny", [], "resnet34"),
+    "cifar_resnet_design": ("cifar10", "cifar", [], "nyu_resnet24"),
+    "multi_resnet_cifar": ("cifar10", "cifar", [], "multi_resnet200_k5"),
+    "denresnet": ("tiny-imagenet", "tiny", ["--weights", "none"], "transfer_resnet101"),
 }
 GOALS = {"first_step": 60.0, "again": 15.0, "resume": 60.0, "host_gb": 6.0,
          "checkpoint_share": 0.10}
@@ -136,7 +137,7 @@ def _require(seen, paths, output, what):
 def rehearse_runs(paper, root, scratch, timeout, flags=()):
     """The child-process figures of ``paper`` (with ``flags`` added: a scaled-down test's):
     first step (twice), resume, memory."""
-    dataset, folder, extra = PAPERS[paper]
+    dataset, folder, extra, _ = PAPERS[paper]
     base = [sys.executable, "-m", "tinynet", paper, "--dataset", dataset, "--data-dir",
             os.path.join(root, folder), "--checkpoint-every", "1steps", "--progress-every", "0",
             *extra, *flags]
@@ -213,13 +214,13 @@ def _cell(value, goal, fmt, unit=""):
 
 
 def projected_t4(model, what):
-    """Seconds a T4 in float16 is projected to take for ``model``'s epoch or validation pass
-    (None for a model that is no paper's default: a scaled-down test's)."""
+    """Seconds a T4 in float16 is projected to take for workload ``model``'s epoch or
+    validation pass (None for None: a scaled-down test's model)."""
     from tinynet.projections import FORWARD_FLOPS, project_seconds, workloads
 
-    w = workloads().get(model)
-    if w is None:
+    if model is None:
         return None
+    w = workloads()[model]
     flops = w.epoch_flops() if what == "epoch" else w.val_images * FORWARD_FLOPS[model,
                                                                                   w.val_px]
     return project_seconds(flops, "T4", "mixed_float16")
@@ -237,12 +238,15 @@ def rehearse(paper, root, scratch, timeout, val_images, flags=()):
         raise RuntimeError(f"{paper}: measuring files and validation failed:\n"
                            f"{done.stderr[-2000:]}")
     runs.update(json.loads(result[0][len("RESULT "):]))
+    # a scaled-down test's model is no paper's: nothing to project
+    runs["workload"] = None if flags else PAPERS[paper][3]
     return runs
 
 
 def row(paper, r):
     """The table's cells for ``paper``'s figures ``r``."""
-    t4_epoch, t4_val = projected_t4(r["model"], "epoch"), projected_t4(r["model"], "val")
+    t4_epoch = projected_t4(r["workload"], "epoch")
+    t4_val = projected_t4(r["workload"], "val")
     write = r["checkpoint_write"] + r["model_save"]
     share = ("no projection" if t4_epoch is None else
              f"{write / t4_epoch:.1%} of a T4 epoch: "
@@ -274,36 +278,49 @@ def main(argv=None):
     parser.add_argument("--no-record", dest="record", action="store_false")
     args = parser.parse_args(argv)
     root = os.path.abspath(args.root)
-    print(f"generating the full-size datasets under {root} (once)", flush=True)
-    generated = generate(root)
-    rows = []
+    print(f"the full-size datasets under {root}: made in {generate(root):.0f} s (0: there "
+          f"already)", flush=True)
+    # every paper's latest figures, kept beside the data: a subset re-run replaces its rows
+    stored_path = os.path.join(root, "rehearsal.json")
+    stored = json.load(open(stored_path)) if os.path.exists(stored_path) else {}
     for paper in args.papers:
         scratch = tempfile.mkdtemp(prefix=f"rehearsal-{paper}-")
         try:
             print(f"{paper} ...", flush=True)
             result = rehearse(paper, root, scratch, args.timeout, args.val_images)
-            rows.append(row(paper, result))
-            print(" | ".join(rows[-1]), flush=True)
+            stored[paper] = dict(result, measured=time.strftime("%Y-%m-%d"),
+                                 commit=_commit())
+            print(" | ".join(row(paper, result)), flush=True)
+            with open(stored_path, "w") as f:
+                json.dump(stored, f, indent=1)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     from benchmark import machine, markdown_table, record
 
+    rows = [row(paper, stored[paper]) + (f"{stored[paper]['measured']} "
+                                         f"{stored[paper]['commit']}",)
+            for paper in PAPERS if paper in stored]
     table = markdown_table(
         ["paper", "model (params)", "first step", "again", "resume", "host memory",
          "at the paper's batch (CPU)", "checkpoint; best model", "validation pass",
-         "a training step here"], rows)
+         "a training step here", "measured at"], rows)
     print(table)
     note = (f"`python tools/scale_rehearsal.py` on {machine()}: full width, full-size "
-            f"generated data in the real formats (made in {generated:.0f} s this time; 0 when "
-            f"already there), each paper's own command and batch. Definitions and goals: the "
-            f"tool's docstring. first step / again / resume: seconds from the command to the "
-            f"end of the first training step less one step's compute. host memory: peak "
-            f"resident memory of a run at batch 2 (on a GPU the activations are the GPU's). "
-            f"Validation: timed on {args.val_images} images and scaled; the T4 figure is a "
-            f"projection (tinynet.projections).")
+            f"generated data in the real formats, each paper's own command and batch. "
+            f"Definitions and goals: the tool's docstring. first step / again / resume: "
+            f"seconds from the command to the end of the first training step less one step's "
+            f"compute. host memory: peak resident memory of a run at batch 2 (on a GPU the "
+            f"activations are the GPU's). Validation: timed on {args.val_images} images and "
+            f"scaled; the T4 figure is a projection (tinynet.projections).")
     if args.record:
         record("Scale rehearsal: every paper at full size (tools/scale_rehearsal.py)", table,
                note)
+
+
+def _commit():
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, cwd=TOOLS)
+    return done.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":
