@@ -281,6 +281,18 @@ def check_keras_home(monkeypatch, tmp_path):
     assert "keras_home" in _global_names(file_utils.get_file)  # where get_file puts its files
 
 
+def check_float_operation_profile(monkeypatch, tmp_path):
+    """The graph profiler still counts a matrix product as 2 x its multiply-adds (and the
+    convolution the same way), which tinynet.projections' FLOPs rest on."""
+    from tinynet.models.flops import forward_flops
+
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False)])
+    assert forward_flops(dense, (4,)) == 2 * 4 * 3
+    conv = keras.Sequential([keras.Input((5, 5, 2)),
+                             keras.layers.Conv2D(3, 3, padding="same", use_bias=False)])
+    assert forward_flops(conv, (5, 5, 2)) == 2 * 5 * 5 * 3 * 3 * 3 * 2
+
+
 def check_global_random_seed(monkeypatch, tmp_path):
     from keras.src.backend.common import global_state
     from keras.src.utils import rng_utils
@@ -402,6 +414,12 @@ PRIVATE_APIS = (
                "where keras.utils.get_file keeps ImageNet weights, and tinynet the converted "
                "torchvision ones (falls back to the documented default if the import fails)",
                check_keras_home, imports=("keras.src.backend.config.keras_home",)),
+    PrivateAPI("tf.compat.v1.profiler.profile(graph=, options=ProfileOptionBuilder."
+               "float_operation())", ("tinynet/models/flops.py",),
+               "counts the forward FLOPs of the papers' models for the projected GPU times "
+               "(TensorFlow 2 has no public static FLOP count)", check_float_operation_profile,
+               imports=("tf.compat.v1.profiler.ProfileOptionBuilder.float_operation",
+                        "tf.compat.v1.profiler.profile")),
     PrivateAPI("keras.src.backend.common.global_state.set_global_attribute("
                "'global_random_seed', seed)", ("tools/benchmark.py",),
                "seeds Keras' global SeedGenerator on JAX/torch without keras.utils."
