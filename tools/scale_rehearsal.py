@@ -112,7 +112,7 @@ def watch(command, paths, timeout):
                 if path not in seen and os.path.exists(path):
                     seen[path] = time.perf_counter() - start
             peak = max(peak, _peak_rss(process.pid) or 0)
-            time.sleep(0.05)
+            time.sleep(0.01)  # a small model's step checkpoint may live only two steps
     finally:
         peak = max(peak, _peak_rss(process.pid) or 0)
         if process.poll() is None:
