@@ -65,23 +65,23 @@ def gpu_name():
 
 
 def speed_advice(paper, gpu=None):
-    """What to add to ``FLAGS`` on ``gpu`` (an ``nvidia-smi`` name; None: this machine's; "": none) and
-    the projected epoch and protocol times of ``paper``'s models there
+    """What to add to ``FLAGS`` on ``gpu`` (an ``nvidia-smi`` name; None: this machine's;
+    "": none) and the projected epoch and protocol times of ``paper``'s models there
     (``tinynet.projections``: projections from counted FLOPs, not measurements)."""
-    from tinynet.projections import SPEED_FLAGS, project_seconds, workloads
+    from tinynet.projections import SPEED_FLAGS, SPEED_PRECISION, project_seconds, workloads
 
     gpu = gpu_name() if gpu is None else gpu
-    key = next((k for k in GPU_KEYS if gpu and k in gpu.upper()), None)
     if not gpu:
         return ["no GPU: Runtime > Change runtime type > GPU (on a CPU only --quick is "
                 "practical)"]
+    key = next((k for k in GPU_KEYS if k in gpu.upper()), None)
     if key is None:
         return [f"{gpu}: no figures for this GPU (known: {', '.join(GPU_KEYS)}); the "
                 f"A100's flags suit any GPU from Ampere on: "
                 f"{' '.join(SPEED_FLAGS['A100'])}"]
     flags = SPEED_FLAGS.get(key, [])
     lines = [f"{gpu}: add " + (" ".join(flags) if flags else "nothing (float32 only)")]
-    precision = flags[flags.index("--precision") + 1] if "--precision" in flags else "float32"
+    precision = SPEED_PRECISION.get(key, "float32")
     for w in (w for w in workloads().values() if w.paper == paper):
         epoch = project_seconds(w.epoch_flops(), key, precision)
         total = project_seconds(w.flops(), key, precision)

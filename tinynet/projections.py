@@ -11,10 +11,11 @@ Forward FLOPs per image are counted by TensorFlow's profiler on the real model
 project`` and checked by tests/test_projections.py). Peaks are NVIDIA's datasheet figures
 without sparsity, for the units a Keras run uses: float32 convolutions run on TF32 tensor cores
 on Ampere, Ada and Hopper (TensorFlow's default); ``mixed_float16`` / ``mixed_bfloat16`` on
-16-bit tensor cores; the T4 (Turing) has no TF32 or bfloat16 units. ``EFFICIENCY`` is
-calibrated on the papers' own K80 timings (``PAPER_TIMES``; tools/benchmark.py project prints
-the efficiency each implies) and stated: small images leave the large GPUs' tensor cores idle
-more than ImageNet-sized ones, so the A100 and H100 figures are the least certain.
+16-bit tensor cores; the T4 (Turing) has no TF32 or bfloat16 units. ``EFFICIENCY`` on CUDA
+cores is calibrated on the papers' own K80 timings (``PAPER_TIMES``; tools/benchmark.py project
+prints the efficiency each implies); on tensor cores it is an assumption, stated: small images
+leave the large GPUs' tensor cores idle more than ImageNet-sized ones, so the A100 and H100
+figures are the least certain.
 Input pipelines, augmentation on the CPU and checkpoint writes are not counted.
 """
 import dataclasses
@@ -50,7 +51,7 @@ GPUS = {
 }
 # The share of the dense peak a paper's convnet is assumed to reach: "cuda" is float32 on CUDA
 # cores (K80, and float32 on the T4), calibrated on the papers' K80 timings (PAPER_TIMES: they
-# imply 0.23 to 0.33, ``tools/benchmark.py project`` prints each); "tensor" is TF32 or 16-bit
+# imply 0.23 to 0.29, ``tools/benchmark.py project`` prints each); "tensor" is TF32 or 16-bit
 # tensor cores, an assumption not measured here (no GPU was lent to this project's sessions
 # that wrote it): 64-px and 32-px images give a tensor core's tiles less work per launch than
 # ImageNet's 224 px, so it is set below the CUDA-core figure.
@@ -59,16 +60,10 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 # What to pass on each GPU (README "Speed"): the 16-bit type the GPU has, XLA, and the input
 # work on the accelerator (native augmentation backend).
-SPEED_FLAGS = {
-    "T4": ["--precision", "mixed_float16", "--jit-compile", "--augment-backend", "native",
-           "--augment-on", "device"],
-    "L4": ["--precision", "mixed_bfloat16", "--jit-compile", "--augment-backend", "native",
-           "--augment-on", "device"],
-    "A100": ["--precision", "mixed_bfloat16", "--jit-compile", "--augment-backend", "native",
-             "--augment-on", "device"],
-    "H100": ["--precision", "mixed_bfloat16", "--jit-compile", "--augment-backend", "native",
-             "--augment-on", "device"],
-}
+SPEED_PRECISION = {"T4": "mixed_float16",  # Turing has no bfloat16
+                   "L4": "mixed_bfloat16", "A100": "mixed_bfloat16", "H100": "mixed_bfloat16"}
+SPEED_FLAGS = {gpu: ["--precision", precision, "--jit-compile", "--augment-backend", "native",
+                     "--augment-on", "device"] for gpu, precision in SPEED_PRECISION.items()}
 
 # Forward FLOPs of one image, counted (tools/benchmark.py project; tests/test_projections.py
 # recounts them): (model, px) -> FLOPs. seed 001's ResNets keep 64 px to the first block (no

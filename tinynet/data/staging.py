@@ -15,8 +15,8 @@ already has the extracted folder (the notebook's cell run twice) copies nothing.
 Generated datasets (``synthetic-*``) have no archive: they are made where the run asks.
 """
 import dataclasses
+import hashlib
 import os
-import shutil
 
 from tinynet.data import archives, cifar, tiny_imagenet
 from tinynet.errors import TinynetError
@@ -54,14 +54,20 @@ ARCHIVES = {
 
 def _copy(source, dest):
     """Copies ``source`` to ``dest`` through a temporary name, so that a session lost during
-    the copy leaves no file that looks like a whole archive."""
+    the copy leaves no file that looks like a whole archive; returns the MD5 of what it read
+    (one pass over the file, which on Drive is the slow part)."""
     part = f"{dest}.{os.getpid()}.part"
+    digest = hashlib.md5()
     try:
-        shutil.copyfile(source, part)
+        with open(source, "rb") as src, open(part, "wb") as out:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
         os.replace(part, dest)
     finally:
         if os.path.exists(part):
             os.remove(part)
+    return digest.hexdigest()
 
 
 def keep_archive(name, keep_dir, url=None, md5=None):
@@ -106,8 +112,7 @@ def stage_dataset(name, keep_dir, local_dir, url=None, md5=None):
         kept = keep_archive(name, keep_dir, url, md5)
         os.makedirs(local_dir, exist_ok=True)
         print(f"copying {kept} to {local}", flush=True)
-        _copy(kept, local)
-        got = archives.md5sum(local)
+        got = _copy(kept, local)
         if got != (md5 or entry.md5):
             os.remove(local)  # our copy; the kept file is the user's to replace
             raise TinynetError(f"the kept archive {kept} has MD5 {got}, expected "
