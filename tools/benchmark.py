@@ -30,8 +30,10 @@ it says so and still runs (on the CPU). On the GPU machine, from the repository 
 
     PYTHONPATH=.vendor:. KERAS_BACKEND=jax python tools/benchmark.py gpu
     PYTHONPATH=.vendor:. KERAS_BACKEND=torch python tools/benchmark.py gpu --models resnet18
-    # split a long run (at most 10 minutes a command there):
+    # split a long run (at most 10 minutes a command there), or stop starting configurations
+    # after a budget (the rest are listed as not run, and the table is still recorded):
     ... gpu --models densenet_model1 densenet_model2 --precisions float32 mixed_bfloat16
+    ... gpu --time-budget 420
 
 Keras must travel with the working tree: ``python tools/vendor.py .vendor`` (here, before the
 working tree is copied) puts keras and its pure-Python requirements (absl-py, rich and its
@@ -611,12 +613,17 @@ def cmd_gpu(args):
     print(f"Keras {keras.__version__}, backend {backend}; {where}", flush=True)
     jit_options = [True] if backend == "jax" else [False, True]
     rows = []
+    started = time.perf_counter()
     for name in args.models:
         workload = GPU_WORKLOADS[name]
         px, batch = workload.px, args.batch_size or workload.batch_size
         for precision in args.precisions:
             for jit in jit_options:
                 xla = "always (JAX)" if backend == "jax" else ("on" if jit else "off")
+                if args.time_budget and time.perf_counter() - started > args.time_budget:
+                    rows.append((name, px, batch, precision, xla, "not run",
+                                 f"time budget ({args.time_budget:g} s) spent", "-"))
+                    continue
                 try:
                     params, ips = gpu_throughput(name, batch, px, precision, jit, args.steps,
                                                  args.warmup, args.width)
@@ -805,6 +812,9 @@ def main(argv=None):
     g.add_argument("--warmup", type=positive_int, default=3)
     g.add_argument("--width", type=positive_float, default=None,
                    help="width multiplier (default: the papers' widths)")
+    g.add_argument("--time-budget", type=positive_float, default=None, metavar="SECONDS",
+                   help="start no configuration after this many seconds; the rest are listed "
+                        "as not run (a lent machine's command has a time limit)")
     g.add_argument("--no-record", dest="record", action="store_false",
                    help="print only; do not write docs/benchmarks.md")
     pr = sub.add_parser("project", help="projected GPU epoch and protocol times from counted "
