@@ -104,6 +104,9 @@ def resolve_data_format(data_format):
     return standardize_data_format(data_format)
 
 
+NARROW_CHANNELS = 8  # see _Ops._strided_pointwise
+
+
 class _Ops:
     """Layer factories bound to one model's data format, batch-norm and padding choice."""
 
@@ -120,6 +123,8 @@ class _Ops:
         # at the bottom/right only, which shifts the sampling grid. At stride 1 (odd kernel) and
         # for 1x1 kernels the two are the same computation.
         explicit = self.padding == "torch" and stride > 1 and kernel > 1
+        if kernel == 1 and stride > 1:
+            return self._strided_pointwise(filters, stride, name)
         conv = layers.Conv2D(filters, kernel, strides=stride,
                              padding="valid" if explicit else "same", use_bias=False,
                              kernel_initializer="he_normal", data_format=self.data_format,
@@ -128,6 +133,27 @@ class _Ops:
             return conv
         pad = layers.ZeroPadding2D(kernel // 2, data_format=self.data_format, name=f"{name}_pad")
         return lambda x: conv(pad(x))
+
+    def _strided_pointwise(self, filters, stride, name):
+        """A 1x1 convolution at ``stride`` (a projection shortcut). On inputs of at most
+        ``NARROW_CHANNELS`` channels it is built as the same function in two layers: every
+        ``stride``-th pixel (a 1x1 max pool at that stride), then the 1x1 convolution at stride
+        1, with the same kernel and name. TensorFlow 2.21's oneDNN CPU kernel for the weight
+        gradient of a strided 1x1 convolution corrupts the heap (a segmentation fault or "double
+        free") on so few input channels at 48 px and more (docs/faults.md); the models of the
+        papers have 64 channels and more there, and are built as one strided convolution."""
+        def apply(x):
+            channels = x.shape[self.axis]
+            subsample = channels is not None and channels <= NARROW_CHANNELS
+            conv = layers.Conv2D(filters, 1, strides=1 if subsample else stride, padding="same",
+                                 use_bias=False, kernel_initializer="he_normal",
+                                 data_format=self.data_format,
+                                 kernel_regularizer=self.regularizer, name=name)
+            if subsample:
+                x = layers.MaxPooling2D(1, strides=stride, data_format=self.data_format,
+                                        name=f"{name}_subsample")(x)
+            return conv(x)
+        return apply
 
     def max_pool(self, name):
         """The ImageNet stem's 3x3/2 max pool (torch: padding 1; after a ReLU zeros stand in

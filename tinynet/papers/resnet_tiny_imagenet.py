@@ -45,7 +45,8 @@ VARIANTS = {  # variant: (recipe, stochastic depth p_L, [(epochs of 1k iteration
     "improved": ("resnet_basic", 0.5, [(15, 0.1), (10, 0.01), (5, 0.001)]),  # + mean subtraction
     "final": ("resnet_heavy", 0.5, [(40, 0.1), (20, 0.01), (10, 0.001)]),
 }
-# width 0.25: at 0.125 with the 64 px stem TF 2.21's oneDNN CPU kernels corrupt the heap.
+# width 0.25 (narrower widths train too: tinynet.models.resnet fences the oneDNN crash of narrow
+# projection shortcuts, docs/faults.md; 0.25 keeps the demo's runs as they were)
 QUICK = QuickPreset(width=0.25, steps_per_epoch=5, epochs_scale=0.1)
 
 
