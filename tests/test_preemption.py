@@ -53,7 +53,7 @@ def test_in_epoch_callback_saves_on_schedule_and_stops_on_sigterm():
 
     saved, said = [], []
 
-    def save(epoch, steps):
+    def save(epoch, steps, metric_arrays=None):
         saved.append((epoch, steps))
         return f"ckpt-{epoch:05d}-s{steps:06d}.npz"
 
@@ -90,6 +90,26 @@ def test_in_epoch_callback_saves_on_schedule_and_stops_on_sigterm():
     with pytest.raises(Preempted):
         during_validation.on_epoch_end(3)
     assert saved == [] and "stopped after epoch 4" in said[-1] and "ckpt-00004.npz" in said[-1]
+
+    # inside the validation: stopped after its batch in flight, the epoch's training saved
+    flag.received = None
+    in_validation = callback(flag=flag)
+    in_validation.on_epoch_begin(3)
+    for step in range(5):
+        in_validation.on_train_batch_end(step)
+    in_validation.on_test_begin()
+    in_validation.on_test_batch_end(0)
+    flag.received = signal.SIGTERM
+    with pytest.raises(Preempted):
+        in_validation.on_test_batch_end(1)
+    assert saved == [(3, 5)] and "during the validation of epoch 4" in said[-1]
+    # an evaluate of its own inside an epoch (not fit's validation) does not stop it
+    saved.clear()
+    other = callback(flag=flag)
+    other.on_epoch_begin(3)
+    other.on_test_begin()
+    other.on_test_batch_end(0)
+    assert saved == []
 
 
 def test_bad_interval_is_one_line_exit_2(tmp_path, capsys):
@@ -161,3 +181,53 @@ def test_sigterm_at_a_random_step_checkpoints_exits_143_and_resumes(model1_run, 
     assert f"from {recorded['checkpoint']}" in resumed.stdout
     assert_same_run(run_dir, reference)
     assert json.loads(state.read_text())["status"] == "complete"
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_saves_the_epoch_exits_at_once_and_resumes(
+        model1_run, quick_data_dir, tmp_path):
+    """A validation can outlast a preemption notice by minutes: SIGTERM there saves the
+    epoch's training and exits 143 at the next validation batch; the resumed run validates that
+    epoch (a second SIGTERM there stops again without rewriting anything) and ends
+    bit-identical to the uninterrupted run."""
+    from tinynet.training.callbacks import PAUSE_IN_VALIDATION_ENV
+
+    reference, _ = model1_run
+    run_dir = tmp_path / "run"
+
+    def terminate_in_validation(epoch):
+        env = dict(os.environ, **{PAUSE_IN_VALIDATION_ENV: f"120:{epoch}"})
+        cmd = [sys.executable, os.path.join(REPO, "experiments", SCRIPT), *TINY,
+               "--data-dir", str(quick_data_dir), "--run-dir", str(run_dir)]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        err = []
+        for line in proc.stderr:
+            err.append(line)
+            if line.startswith("tinynet-test: paused in the validation"):
+                break
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, rest = proc.communicate(timeout=120)
+        assert proc.returncode == 143, (out, "".join(err) + rest)
+        assert time.monotonic() - signalled < 30  # a preemptible VM's notice
+        assert "Traceback" not in rest
+        return out
+
+    out = terminate_in_validation(3)
+    said = [l for l in out.splitlines() if l.startswith("SIGTERM: stopped")]
+    assert len(said) == 1 and "during the validation of epoch 3" in said[0], out
+    recorded = json.loads((run_dir / "state.json").read_text())
+    assert recorded["status"] == "preempted" and recorded["completed_epochs"] == 2
+    assert recorded["checkpoint"] == "ckpt-00002-s000004.npz" in said[0]
+    files = sorted(os.listdir(run_dir / "checkpoints"))
+
+    again = terminate_in_validation(3)  # resumed, and stopped again in that validation
+    assert "its validation is left" in again and "its training is in" in again, again
+    assert sorted(os.listdir(run_dir / "checkpoints")) == files
+
+    resumed = run_script(SCRIPT, *TINY, "--data-dir", quick_data_dir, "--run-dir", run_dir)
+    assert "validating epoch 3" in resumed.stdout
+    assert_same_run(run_dir, reference)
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "complete"
+

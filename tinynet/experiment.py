@@ -395,6 +395,8 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
         augment_on=getattr(args, "augment_on", "cpu"),
         data_on_device=getattr(args, "data_on_device", False),
         progress_every=getattr(args, "progress_every", None))
+    if args.run_dir is not None and not getattr(args, "dry_run", False):
+        hold_run_directory(args.run_dir, strategy)
     data = data or load_data(args)
     protocol = protocol.scaled(args.epochs_scale).with_steps(args.steps_per_epoch)
     protocol = (protocol.with_lr_scale(getattr(args, "lr_scale", None))
@@ -431,6 +433,21 @@ def run_experiment(args, protocol, model_name, model_kwargs=None, data=None, ini
     if not is_chief(strategy):  # (a script runs one protocol per command under multiworker)
         raise WorkerDone()
     return model
+
+
+def hold_run_directory(run_dir, strategy):
+    """Takes the run directory's lock (``tinynet.training.lock``) for the rest of the command:
+    before the data is loaded, so that a second process on the same ``--run-dir`` is refused
+    at once, and until ``run_cli`` ends, so that what a script writes after training
+    (evaluation, submissions) is covered too. Not taken where the folder cannot be written (a
+    finished run on a read-only mount is still reported) or by a multi-worker member other
+    than the chief (it writes nothing there)."""
+    from tinynet.training import lock
+    from tinynet.training.distribute import is_chief
+    from tinynet.training.rundir import RunDirectory
+
+    if is_chief(strategy) and RunDirectory(run_dir).check_writable():
+        lock.acquire(run_dir, log=lambda line: print(line, flush=True))
 
 
 def measured_data_format(args, protocol, model_name, model_kwargs, data):
@@ -524,6 +541,8 @@ def run_cli(main, argv=None):
             sys.exit(128 + signal.SIGTERM)  # the runner said what it saved
         raise
     finally:
+        if "tinynet.training.lock" in sys.modules:
+            sys.modules["tinynet.training.lock"].release_all()
         if argv is None:
             # the command's process ends now: a Ctrl-C during TensorFlow's teardown would only
             # turn a finished run's status 0 into a bare "killed by SIGINT"

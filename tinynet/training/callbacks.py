@@ -279,22 +279,31 @@ class InEpochCheckpoint(keras.callbacks.Callback):
     ``("steps", n)``, or None: only on SIGTERM), and stops training after a checkpoint when
     ``flag`` has seen SIGTERM.
 
-    ``save(completed_steps)`` writes the in-epoch checkpoint of the epoch in progress;
-    ``steps_done`` is the number of that epoch's batches already trained before this ``fit``
-    (a run resumed inside an epoch). Put it after ``EpochEnd``: at an epoch's end that one has
-    written the epoch checkpoint by the time this one stops the run."""
+    ``save(epoch, completed_steps, metric_arrays=None)`` writes the in-epoch checkpoint of the
+    epoch in progress; ``steps_done`` is the number of that epoch's batches already trained
+    before this ``fit`` (a run resumed inside an epoch). Put it after ``EpochEnd``: at an
+    epoch's end that one has written the epoch checkpoint by the time this one stops the run.
+
+    SIGTERM during the validation that ends an epoch stops it after the batch in flight (a
+    10,000-image validation can outlast a preemption notice by minutes): the epoch's training
+    is saved as a checkpoint of all its steps, with the running training metrics as they were
+    when training ended (validation has reset them since), and the resumed run validates that
+    epoch first (``tinynet.training.runner``). ``validation_saved``: that checkpoint is the one
+    resumed from, so a SIGTERM in its validation stops without writing it again."""
 
     def __init__(self, save, steps_per_epoch, interval=None, flag=None, steps_done=0,
-                 log=print, checkpoint_name=str):
-        # checkpoint_name(completed_epochs): the file an epoch's end wrote (for the message)
-        # save(epoch, completed_steps) -> path, or None: SIGTERM stops without an in-epoch
-        # checkpoint (the last epoch's is kept)
+                 log=print, checkpoint_name=str, validation_saved=False):
+        # checkpoint_name(completed_epochs[, completed_steps]): a checkpoint's file name (for
+        # the messages); save -> path, or None: SIGTERM stops without an in-epoch checkpoint
+        # (the last epoch's is kept)
         super().__init__()
         self.save, self.steps_per_epoch, self.interval = save, steps_per_epoch, interval
         self.flag, self.log, self.checkpoint_name = flag, log, checkpoint_name
+        self.validation_saved = validation_saved
         self._step = steps_done
         self._last = time.monotonic()
         self._since = 0
+        self._train_metrics = None  # the running training metrics when the epoch's training ended
 
     def _due(self):
         if self.interval is None:
@@ -311,7 +320,10 @@ class InEpochCheckpoint(keras.callbacks.Callback):
             raise KeyboardInterrupt
         self._step += 1
         self._since += 1
-        if self._step >= self.steps_per_epoch:  # the epoch's own checkpoint comes next
+        if self._step >= self.steps_per_epoch:  # validation, then the epoch's own checkpoint
+            if self.save is not None and self.model is not None:  # (one device read an epoch)
+                self._train_metrics = [keras.ops.convert_to_numpy(v)
+                                       for v in self.model.metrics_variables]
             return
         stop = self.flag is not None and self.flag.received
         if self.save is None:
@@ -332,8 +344,37 @@ class InEpochCheckpoint(keras.callbacks.Callback):
                 from tinynet.errors import Preempted
                 raise Preempted(str(path))
 
+    def on_test_begin(self, logs=None):
+        _pause_in_validation(self._epoch, self.flag)
+        self._stop_in_validation()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._stop_in_validation()
+
+    def _stop_in_validation(self):
+        if self.flag is None or not self.flag.received or self._step < self.steps_per_epoch:
+            return  # (not fit's validation: an evaluate of its own)
+        from tinynet.errors import Preempted
+
+        epoch = self._epoch + 1
+        if self.validation_saved:
+            self.log(f"SIGTERM: stopped during the validation of epoch {epoch}; its training "
+                     f"is in {self.checkpoint_name(self._epoch, self._step)}; re-run the same "
+                     f"command to validate it and go on")
+            raise Preempted(f"validation of epoch {epoch}")
+        if self.save is None:
+            self.log(f"SIGTERM: stopped during the validation of epoch {epoch} without saving "
+                     f"its training (one replica only); re-run the same command to resume from "
+                     f"the last finished epoch")
+            raise Preempted(f"validation of epoch {epoch}")
+        path = self.save(self._epoch, self._step, self._train_metrics)
+        self.log(f"SIGTERM: stopped during the validation of epoch {epoch} and saved its "
+                 f"training in {path}; re-run the same command to validate it and go on")
+        raise Preempted(str(path))
+
     def on_epoch_end(self, epoch, logs=None):
         self._step = 0
+        self._train_metrics = None
         self._last, self._since = time.monotonic(), 0
         if self.flag is not None and self.flag.received:
             self.log(f"SIGTERM: stopped after epoch {epoch + 1} and saved its checkpoint "
@@ -341,6 +382,26 @@ class InEpochCheckpoint(keras.callbacks.Callback):
                      f"there")
             from tinynet.errors import Preempted
             raise Preempted(f"epoch {epoch + 1}")
+
+
+PAUSE_IN_VALIDATION_ENV = "TINYNET_PAUSE_IN_VALIDATION"
+
+
+def _pause_in_validation(epoch, flag):
+    """A test hook, like ``tinynet.io``'s: with ``TINYNET_PAUSE_IN_VALIDATION=<seconds>:<epoch>``
+    the validation of that (1-based) epoch announces itself on stderr and waits, until the
+    seconds pass or SIGTERM arrives, so that a fault test can signal a run there."""
+    import os
+    import sys
+
+    seconds, _, when = os.environ.get(PAUSE_IN_VALIDATION_ENV, "").partition(":")
+    if not seconds or int(when or 0) != epoch + 1:
+        return
+    print(f"tinynet-test: paused in the validation of epoch {epoch + 1}", file=sys.stderr,
+          flush=True)
+    deadline = time.monotonic() + float(seconds)
+    while time.monotonic() < deadline and not (flag is not None and flag.received):
+        time.sleep(0.02)
 
 
 class RestoreMetrics(keras.callbacks.Callback):

@@ -49,7 +49,8 @@ def list_checkpoints(run_dir):
 
 
 def _variable_arrays(prefix, variables):
-    return {f"{prefix}_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
+    return {f"{prefix}_{i:05d}": np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+            for i, v in enumerate(variables)}
 
 
 def _write_npz(path, arrays):
@@ -63,7 +64,8 @@ def _write_npz(path, arrays):
 
 def save_checkpoint(run_dir, model, optimizer, meta, keep=2, metric_variables=()):
     """Writes the checkpoint ``meta`` places (``completed_epochs``, ``completed_steps``);
-    ``metric_variables``: the running metric totals of an unfinished epoch."""
+    ``metric_variables``: the running metric totals of an unfinished epoch (variables, or
+    their values as arrays)."""
     meta = dict(meta,
                 model_variables=[v.path for v in model.variables],
                 optimizer_variables=[v.path for v in optimizer.variables])

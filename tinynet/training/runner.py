@@ -16,6 +16,7 @@ with the very batches it would have had, its running training metrics and the ep
 restored, so it too ends bit-identical (one replica; under several replicas only epoch
 checkpoints are written, and SIGTERM stops at once).
 """
+import contextlib
 import dataclasses
 import os
 import platform
@@ -34,6 +35,7 @@ from tinynet.experiment import command_line
 from tinynet.models import get_model
 from tinynet.plots import plot_history, stage_labels
 from tinynet.training import checkpoint
+from tinynet.training import lock as run_lock
 from tinynet.training.callbacks import (InEpochCheckpoint, PreemptionFlag,
                                         ReplicaStatistics, RestoreMetrics, format_duration,
                                         ordered_callbacks)
@@ -236,11 +238,14 @@ class RunContext:
                                self.settings.seed, self.protocol.fingerprint(), self.identity,
                                steps, epoch_progress)
 
-    def save_in_epoch(self, epoch, steps, progress):
-        """An in-epoch checkpoint: ``steps`` batches of global epoch ``epoch`` (0-based) done."""
+    def save_in_epoch(self, epoch, steps, progress, metric_arrays=None):
+        """An in-epoch checkpoint: ``steps`` batches of global epoch ``epoch`` (0-based) done
+        (all of them: its validation is what is left); ``metric_arrays``: the running metric
+        totals to record, if not the model's current ones."""
         self.rd.save_checkpoint(self.model, self.model.optimizer,
                                 self.meta(epoch, steps, progress),
-                                metric_variables=self.model.metrics_variables)
+                                metric_variables=(self.model.metrics_variables
+                                                  if metric_arrays is None else metric_arrays))
         self.state.saved_steps = steps
         self.write_state("running", steps)
         return self.rd.checkpoint_name(epoch, steps)
@@ -373,13 +378,18 @@ def run_protocol(protocol, *, model_name, data, run_dir=None, model_kwargs=None,
     nothing; config.json), ``train`` (the epochs left, stage by stage) and ``finish`` (final
     model, state, plot). Returns the finished model; raises ``Preempted`` after SIGTERM's
     checkpoint. Raises ``TinynetError`` if ``run_dir`` holds a different run (unless
-    ``restart``, which clears it first).
+    ``restart``, which clears it first), and ``RunDirectoryInUse`` while another process
+    trains there (``tinynet.training.lock``: the lock is held from before anything is
+    written until the run ends).
     """
     if settings is None:
         settings = RunSettings(run_dir=str(run_dir), **options)
     elif run_dir is not None or options:
         raise TypeError("run_protocol takes settings or run_dir and options, not both")
-    with precision_policy(settings.precision):
+    with precision_policy(settings.precision), contextlib.ExitStack() as held:
+        if (is_chief(strategy or tf.distribute.get_strategy())
+                and RunDirectory(settings.run_dir).check_writable()):
+            held.enter_context(run_lock.holding(settings.run_dir, log))
         run = prepare(protocol, model_name, model_kwargs, data, settings, strategy, log)
         resume_or_start(run)
         train(run)
@@ -503,10 +513,13 @@ def resume_or_start(run):
         if not run.state.steps_done:  # (inside an epoch the model is past the epoch that set them)
             run.write_best_files(run.completed)
         rd.remove_temporary_files()
+        steps = run.state.steps_done
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done"
-            + (f", {run.state.steps_done}/{run.plan[run.completed].steps} steps of the next"
-               if run.state.steps_done else ""))
+            + ("" if not steps else
+               f", and the training of the next; its validation is left"
+               if steps >= run.plan[run.completed].steps else
+               f", {steps}/{run.plan[run.completed].steps} steps of the next"))
     else:
         if run.resuming and run.chief:
             _refuse_starting_over(rd, run_dir)
@@ -563,6 +576,8 @@ def _fit_segment(run, preemption, every, in_epoch):
     first, steps_done = run.completed, state.steps_done
     p = run.plan[first]
     session = StageSession(run, p.stage_index)
+    if steps_done >= p.steps:  # SIGTERM came during this epoch's validation
+        return _validate_saved_epoch(run, session, preemption)
     # an epoch resumed inside runs alone, then the stage goes on from the next epoch
     end = first + 1 if steps_done else session.start + session.stage.epochs
     if first == session.start and not steps_done and session.stage.restart_from_best:
@@ -577,8 +592,8 @@ def _fit_segment(run, preemption, every, in_epoch):
         spec = session.prepare_model(model, train_data)
     epoch_end = session.epoch_end(first, run.on_epoch, steps_done, state.epoch_progress)
 
-    def save(epoch, steps):
-        return run.save_in_epoch(epoch, steps, epoch_end.progress())
+    def save(epoch, steps, metric_arrays=None):
+        return run.save_in_epoch(epoch, steps, epoch_end.progress(), metric_arrays)
 
     restore = None
     if steps_done:
@@ -602,6 +617,50 @@ def _fit_segment(run, preemption, every, in_epoch):
     if run.completed != end:
         raise RuntimeError(f"stage {session.stage.name} stopped after {run.completed} of "
                            f"{end} epochs")
+    run.plot()
+
+
+def _validate_saved_epoch(run, session, preemption):
+    """The epoch whose training a SIGTERM during its validation saved (every step done): its
+    validation runs now, and the epoch ends as ``fit`` would have ended it -- the training
+    metrics as they stood when its training ended, ``val_`` + the validation's, handed to the
+    same callbacks' epoch-end hooks in the same order (the lr policy, then ``EpochEnd``'s row
+    and checkpoint, then the stop on a further SIGTERM)."""
+    from tinynet.data.device_input import DeviceInput
+
+    model, strategy, state = run.model, run.strategy, run.state
+    epoch = run.completed
+    with strategy.scope():
+        session.compile(model, run.use_optimizer_of(session.index))
+    DeviceInput.remove(model)  # (validation never runs the device input)
+    val = run.val_dataset(session.label_transform())
+    with strategy.scope():
+        model._symbolic_build(data_batch=val.element_spec)  # the metrics' variables
+    variables = model.metrics_variables
+    if len(variables) != len(state.metric_arrays or ()):
+        raise TinynetError(f"the checkpoint holds {len(state.metric_arrays or ())} metric "
+                           f"totals, the compiled model has {len(variables)}; pass --restart")
+    for variable, value in zip(variables, state.metric_arrays):
+        variable.assign(value)
+    logs = dict(model.get_metrics_result())  # what fit's epoch logs were before validation
+    epoch_end = session.epoch_end(epoch, run.on_epoch, state.steps_done, state.epoch_progress)
+    lr = session.lr_callback()
+    stop = InEpochCheckpoint(None, run.plan[epoch].steps, None, preemption, state.steps_done,
+                             run.log, run.rd.checkpoint_name, validation_saved=True)
+    run.callbacks = [c for c in (lr, epoch_end, stop) if c is not None]
+    for callback in run.callbacks:
+        callback.set_model(model)
+    epoch_end.on_epoch_begin(epoch)  # (the saved progress: its batches' lrs and seconds)
+    stop.on_epoch_begin(epoch)
+    run.log(f"validating epoch {epoch + 1}, whose training "
+            f"{run.rd.checkpoint_name(epoch, state.steps_done)} holds")
+    with strategy.scope():
+        val_logs = model.evaluate(distribute_input(val, strategy), callbacks=[stop],
+                                  return_dict=True, verbose=0)
+    logs.update({"val_" + name: value for name, value in val_logs.items()})
+    for callback in run.callbacks:
+        callback.on_epoch_end(epoch, logs)
+    state.left_epoch()
     run.plot()
 
 
