@@ -62,9 +62,7 @@ def _remove(root, *relative):
 
 @pytest.mark.parametrize("damage,named", [
     (lambda r, w: _remove(r, "wnids.txt"), "wnids.txt"),
-    (lambda r, w: _remove(r, "words.txt"), "words.txt"),
     (lambda r, w: _remove(r, f"train/{w}/images/{w}_5.JPEG"), "train/{w}/images/{w}_5.JPEG"),
-    (lambda r, w: _remove(r, f"train/{w}/{w}_boxes.txt"), "train/{w}/{w}_boxes.txt"),
     (lambda r, w: _remove(r, "val/val_annotations.txt"), "val/val_annotations.txt"),
     (lambda r, w: _remove(r, "val/images/val_3.JPEG"), "val/images/val_3.JPEG"),
     (lambda r, w: _remove(r, "test/images"), "test/images/"),
@@ -79,11 +77,25 @@ def test_a_partial_tiny_imagenet_is_named_and_never_downloaded_over(tiny_copy, t
     message = one_line_error(get_dataset, "tiny-imagenet", data_dir=tmp_path, download=True)
     named = named.format(w=w)
     assert f"the Tiny ImageNet folder {tiny_copy} is INCOMPLETE: {named} is missing (1 missing " \
-           f"in all); delete it and re-run to extract or download tiny-imagenet-200.zip again" \
-        == message
+           f"in all); restore the missing files, or move the folder aside and re-run to extract " \
+           f"or download tiny-imagenet-200.zip again" == message
     # The folder itself as --data-dir: the same report, not a download into it.
     assert one_line_error(get_dataset, "tiny-imagenet", data_dir=tiny_copy) == message
     assert _tree(tmp_path) == before
+
+
+def test_a_subset_without_the_files_tinynet_does_not_need_loads(tiny_copy):
+    """words.txt (class names) and the boxes files (bounding boxes, read only to check that the
+    images they list are there) may be left out of a subset a user made."""
+    before = tiny_imagenet.load_index(tiny_copy)
+    wnids = _wnids(tiny_copy)
+    _remove(tiny_copy, "words.txt", *[f"train/{w}/{w}_boxes.txt" for w in wnids])
+    after = tiny_imagenet.load_index(tiny_copy)
+    assert after.class_names == after.wnids == before.wnids
+    assert after.train.paths == before.train.paths
+    _remove(tiny_copy, f"train/{wnids[0]}/images")  # a class with no images is still missing
+    assert f"train/{wnids[0]}/images/*.JPEG is missing" in one_line_error(
+        tiny_imagenet.load_index, tiny_copy)
 
 
 def test_many_missing_files_are_counted_and_the_first_few_named(tiny_copy, no_download):
@@ -191,8 +203,8 @@ def test_a_partial_cifar_folder_is_named_and_never_downloaded_over(tmp_path, nam
     shown = ", ".join(removed[:3]) + (f" and {len(removed) - 3} more" if len(removed) > 3 else "")
     verb = "is" if len(removed) == 1 else "are"
     assert (f"the {spec.title} folder {root} is INCOMPLETE: {shown} {verb} missing "
-            f"({len(removed)} missing in all); delete it and re-run to extract or download "
-            f"{spec.archive} again") == message
+            f"({len(removed)} missing in all); restore the missing files, or move the folder "
+            f"aside and re-run to extract or download {spec.archive} again") == message
     assert one_line_error(cifar.prepare, root, name) == message
     assert _tree(tmp_path) == before
 

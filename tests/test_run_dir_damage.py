@@ -255,3 +255,32 @@ def test_a_run_resumed_on_other_data_of_the_same_size_is_refused(reference, tmp_
         train(other, run_dir)
     del before["config.json"]
     assert snapshot(run_dir) == before
+
+
+def test_restart_keeps_a_finished_run_aside_and_discards_an_unfinished_one(reference, data,
+                                                                            tmp_path):
+    """``--restart`` never deletes a result: a finished run is moved into
+    ``previous-run-<date>-<time>/`` inside the run directory, every file as it was; only an
+    unfinished run (what the flag is for) is discarded."""
+    from tinynet.training.rundir import PREVIOUS_RUN
+
+    run_dir = copy_of(reference, tmp_path)
+    before = snapshot(run_dir)
+    lines = []
+    train(data, run_dir, restart=True, lines=lines)
+    kept = [n for n in os.listdir(run_dir) if n.startswith(PREVIOUS_RUN)]
+    assert len(kept) == 1 and any(f"is kept in {run_dir / kept[0]}" in l for l in lines)
+    assert {k[len(kept[0]) + 1:]: v for k, v in snapshot(run_dir).items()
+            if k.startswith(kept[0])} == before
+    assert_same_final(run_dir, reference)  # the new run, from the start
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(reference, unfinished)
+    state = (unfinished / "state.json")
+    state.write_text(state.read_text().replace('"complete"', '"running"'))
+    os.remove(unfinished / "checkpoints" / "ckpt-00002.npz")
+    lines = []
+    train(data, unfinished, restart=True, lines=lines)
+    assert not [n for n in os.listdir(unfinished) if n.startswith(PREVIOUS_RUN)]
+    assert any("removing the unfinished run" in l for l in lines)
+    assert_same_final(unfinished, reference)

@@ -48,6 +48,11 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message):
+        if message.endswith("expected one argument"):
+            # argparse takes a value starting with "-" (-5m) for a flag of its own
+            flag = message.split(":")[0].replace("argument ", "").split("/")[-1]
+            message += (f" (a value that starts with '-' must be attached: "
+                        f"{flag}=<value>)")
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
@@ -193,7 +198,8 @@ def add_common_arguments(parser, experiment, quick=QuickPreset(), dataset="tiny-
                    help="TensorFlow op determinism: a resumed run is bit-identical to an "
                         "uninterrupted one (slower on GPU)")
     g.add_argument("--restart", action="store_true",
-                   help="discard the run in --run-dir and start over")
+                   help="start over in --run-dir: a finished run there is kept in "
+                        "previous-run-<date>-<time>/, an unfinished one discarded")
     g.add_argument("--progress-every", type=non_negative_float, default=None,
                    metavar="SECONDS",
                    help="without a terminal, a progress line inside each epoch every SECONDS "

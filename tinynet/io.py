@@ -117,6 +117,25 @@ def rmtree(path):
         gfile.rmtree(str(path))
 
 
+def move(source, target):
+    """Moves a file or folder: one rename on a local disk; a copy, then the removal of the
+    source, where rename cannot move folders (gs://)."""
+    if is_local(source) and is_local(target):
+        os.rename(source, target)
+        return
+    if not gfile.isdir(str(source)):
+        gfile.rename(str(source), str(target))
+        return
+    for folder, _, files in gfile.walk(str(source)):
+        relative = os.path.relpath(folder, str(source)) if is_local(folder) else \
+            folder[len(str(source)):].lstrip("/")
+        gfile.makedirs(join(target, relative) if relative not in ("", ".") else str(target))
+        for name in files:
+            gfile.copy(join(folder, name), join(target, relative, name) if relative not in
+                       ("", ".") else join(target, name), overwrite=True)
+    gfile.rmtree(str(source))
+
+
 def read_text(path):
     with gfile.GFile(str(path), "r") as f:
         return f.read()

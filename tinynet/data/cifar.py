@@ -163,7 +163,8 @@ def _missing_files(root, spec):
 
 
 def _refill(spec):
-    return f"delete it and re-run to extract or download {spec.archive} again"
+    return (f"restore the missing files, or move the folder aside and re-run to extract or "
+            f"download {spec.archive} again")
 
 
 def find_root(data_dir, spec):

@@ -91,9 +91,9 @@ def download(dest, url=URL):
 
 
 # What a folder must hold at its top to be Tiny ImageNet; checked before any image is listed.
-_TOP_LEVEL = ("wnids.txt", "words.txt", "train/", "val/val_annotations.txt", "val/images/",
-              "test/images/")
-_REFILL = f"delete it and re-run to extract or download {ARCHIVE} again"
+_TOP_LEVEL = ("wnids.txt", "train/", "val/val_annotations.txt", "val/images/", "test/images/")
+_REFILL = (f"restore the missing files, or move the folder aside and re-run to extract or "
+           f"download {ARCHIVE} again")
 
 
 def _present(root, entry):
@@ -224,9 +224,11 @@ def _expected_train_images(root, wnid):
 def load_index(root):
     """Indexes the on-disk layout (see module docstring) without decoding any image.
 
-    Every file the layout names is checked first: the top-level files, each class's
-    ``<wnid>_boxes.txt`` and the training images it lists, the validation images
-    ``val_annotations.txt`` lists, and a non-empty ``test/images``. Whatever is missing is
+    Every file the layout names and tinynet reads is checked first: the top-level files, the
+    training images each class's ``<wnid>_boxes.txt`` lists (where it is there: it is read only
+    for this check, and a class without it needs one image), the validation images
+    ``val_annotations.txt`` lists, and a non-empty ``test/images``. ``words.txt`` (class
+    names) and the boxes files are optional, so that a subset made by hand loads. Whatever is missing is
     reported in one INCOMPLETE error (the first few names and the count), so that a partial
     copy is never trained on, nor mistaken for an absent dataset.
     """
@@ -237,8 +239,8 @@ def load_index(root):
     wnids = _read_wnids(root) if "wnids.txt" not in missing else []
     class_of = {w: i for i, w in enumerate(wnids)}
 
-    words = {}
-    if "words.txt" not in missing:
+    words = {}  # (optional: class names label reports; a subset may leave it out)
+    if os.path.isfile(os.path.join(root, "words.txt")):
         for _, line in _read_lines(os.path.join(root, "words.txt"), "wnid<TAB>class names",
                                    errors="replace"):  # names only label reports
             wnid, _, names = line.partition("\t")
@@ -249,8 +251,7 @@ def load_index(root):
     for w in wnids:
         images = _list_images(os.path.join(root, "train", w, "images"))
         expected = _expected_train_images(root, w)
-        if expected is None:
-            missing.append(f"train/{w}/{w}_boxes.txt")
+        if expected is None:  # (optional: a subset may leave it out; then what is there counts)
             if not images:
                 missing.append(f"train/{w}/images/*.JPEG")
         else:

@@ -40,6 +40,7 @@ lr 0.1, except Adam at 1e-3 (docs/protocols.md, section CIFAR ResNet design spac
     python experiments/cifar_resnet_design.py --quick                # CPU demo, generated data
 """
 import argparse
+import os
 import dataclasses
 
 from tinynet.evaluation.reports import figure, paper_record
@@ -225,11 +226,24 @@ def resolve(args):
     return args
 
 
+def same_folder(a, b):
+    """Whether two run directory paths name one folder (local paths resolved)."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def parse_args(argv=None):
     parser = build_parser()
     args = resolve(parser.parse_args(argv))
     if args.sweep_optimizers and args.continue_epochs:
         parser.error("--sweep-optimizers and --continue-epochs do not go together")
+    if args.continue_epochs and same_folder(args.continue_run_dir, args.run_dir):
+        parser.error(f"--continue-run-dir {args.continue_run_dir} is the --run-dir itself: the "
+                     f"continued run trains into a folder of its own and records "
+                     f"{args.run_dir} as its parent, which stays as it is; give another "
+                     f"--continue-run-dir (default: "
+                     f"{args.run_dir.rstrip('/')}-continue{args.continue_epochs})")
     if args.sweep_optimizers and args.strategy == "multiworker":
         parser.error("--sweep-optimizers runs one protocol after another; under --strategy "
                      "multiworker run each optimizer as its own command (--optimizer)")

@@ -79,6 +79,38 @@ def same_value(key, stored, ours):
     return _plain(ours) == stored
 
 
+RESTART_KEEPS = "a finished run is kept aside in it, an unfinished one discarded"
+
+
+def describe_difference(recorded, now, where):
+    """``recorded`` and ``now`` in a few words: the values themselves when short, else the
+    keys (or positions) where two records differ, and their values there when short."""
+    def short(value):
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    def paths(a, b, prefix=""):
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = []
+            for k in sorted(set(a) | set(b), key=str):
+                found += paths(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+            return found
+        if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+            found = []
+            for i, (x, y) in enumerate(zip(a, b)):
+                found += paths(x, y, f"{prefix}[{i}]")
+            return found
+        return [] if a == b else [(prefix, a, b)]
+
+    if len(repr(recorded)) + len(repr(now)) <= 160:
+        return f"{recorded!r} in {where}, {now!r} now"
+    differing = paths(recorded, now)
+    shown = "; ".join(f"{p or 'the whole'}: {short(a)} in {where}, {short(b)} now"
+                      for p, a, b in differing[:3])
+    more = f"; and {len(differing) - 3} more" if len(differing) > 3 else ""
+    return shown + more
+
+
 def check_same_run(stored, identity, run_dir, where="config.json"):
     """Refuses to resume a run whose identity (as recorded in ``where``) differs from this
     command's. The data's fingerprint is compared where the record has one (older runs have
@@ -96,9 +128,9 @@ def check_same_run(stored, identity, run_dir, where="config.json"):
             continue
         if not same_value(key, stored.get(key, IDENTITY_DEFAULTS.get(key)), value):
             raise TinynetError(
-                f"{run_dir} holds a run with a different {key} ({stored.get(key)!r} in "
-                f"{where}, {value!r} now); pass --restart to start over there, or another "
-                f"--run-dir")
+                f"{run_dir} holds a run with a different {key} "
+                f"({describe_difference(stored.get(key), _plain(value), where)}); choose "
+                f"another --run-dir, or pass --restart to start over there ({RESTART_KEEPS})")
 
 
 def check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir):
@@ -112,5 +144,5 @@ def check_checkpoint_identity(meta, identity, protocol, seed, path, run_dir):
                               ("protocol", meta.get("fingerprint"), protocol.fingerprint())):
         if theirs is not None and theirs != ours:
             raise TinynetError(f"{run_dir} holds a run with a different {key} (its checkpoint "
-                               f"{where} says so); pass --restart to start over there, or "
-                               f"another --run-dir")
+                               f"{where} says so); choose another --run-dir, or pass --restart "
+                               f"to start over there ({RESTART_KEEPS})")

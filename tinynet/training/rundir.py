@@ -13,6 +13,7 @@ import io as _io
 import math
 import os
 import tempfile
+import time
 import uuid
 
 import numpy as np
@@ -25,6 +26,7 @@ from tinynet.run_reader import (BEST_MODEL, CONFIG, FINAL_MODEL, HISTORY,  # noq
 from tinynet.training import checkpoint
 
 PLOT = "plots/training_curves.png"
+PREVIOUS_RUN = "previous-run-"  # --restart keeps a finished run in previous-run-<date>-<time>/
 TENSORBOARD = "tensorboard"
 _OWNED = [CONFIG, STATE, HISTORY, LR, BEST_MODEL, FINAL_MODEL, "plots", checkpoint.FOLDER,
           TENSORBOARD]
@@ -34,7 +36,8 @@ class RunDirectory(RunReader):
     """The run directory as training writes it; it reads through ``RunReader``."""
 
     writable = True
-    damage_hint = "restore it, or pass --restart to start the run over (this discards it)"
+    damage_hint = ("restore it, or pass --restart to start the run over (an unfinished run is "
+                   "discarded)")
 
     def has_run(self):
         """Whether a run was started here: config.json, or (config.json lost) checkpoints or
@@ -102,6 +105,19 @@ class RunDirectory(RunReader):
                     tio.rmtree(target)
                 else:
                     tio.remove(target)
+
+    def move_aside(self):
+        """Moves the files of the run here into a new ``previous-run-<date>-<time>`` folder
+        inside it (what ``--restart`` does to a finished run); returns that folder's path."""
+        target = self.file(time.strftime(f"{PREVIOUS_RUN}%Y%m%d-%H%M%S"))
+        while tio.exists(target):  # (two restarts within a second)
+            target += "-1"
+        tio.makedirs(target)
+        for name in _OWNED:
+            source = self.file(name)
+            if tio.exists(source):
+                tio.move(source, tio.join(target, os.path.basename(name)))
+        return target
 
     def remove_temporary_files(self):
         """Deletes what writes killed midway left (``.tmp-*``, see tinynet.io.atomic_write)."""

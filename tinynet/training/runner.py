@@ -423,9 +423,13 @@ def prepare(protocol, model_name, model_kwargs, data, settings, strategy, log):
         else:
             raise TinynetError(f"cannot write the run directory {run_dir} (read-only or no "
                                f"permission); make it writable or choose another --run-dir")
-    if restart and rd.has_run():
-        log(f"--restart: removing the previous run in {run_dir}")
-        rd.clear()
+    if restart and rd.has_run() and chief:
+        if rd.finished():  # a result: kept, never deleted by a flag
+            kept = rd.move_aside()
+            log(f"--restart: the finished run in {run_dir} is kept in {kept}; starting over")
+        else:
+            log(f"--restart: removing the unfinished run in {run_dir}")
+            rd.clear()
     mean, std = data.normalization(protocol.normalize)
     # a worker does not wait for the chief to clear the folder: --restart means a fresh start
     resuming = rd.has_run() and not (restart and not chief)
