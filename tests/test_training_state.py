@@ -85,7 +85,8 @@ def test_a_different_recorded_run_is_refused_in_one_line():
     ours = {"seed": 1, "dataset_spec": {"name": "cifar10", "args": {"skip_corrupt": False}}}
     check_same_run(stored, ours, "runs/x")  # skip_corrupt alone: the same run
     with pytest.raises(TinynetError, match=r"runs/x holds a run with a different seed \(1 in "
-                                           r"config.json, 2 now\); pass --restart"):
+                                           r"config.json, 2 now\); choose another --run-dir, or "
+                                           r"pass --restart"):
         check_same_run(stored, dict(ours, seed=2), "runs/x")
     # keys added after a run was made read as their default
     check_same_run(stored, dict(ours, precision="float32"), "runs/x")

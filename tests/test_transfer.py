@@ -149,7 +149,7 @@ def test_imagenet_offline_names_the_file(offline, short):
         get_model(BACKBONES[short], weights="imagenet", **SMALL)
     message = str(info.value)
     assert "\n" not in message
-    assert name in message and "re-run" in message and "weights=<path" in message
+    assert name in message and "re-run" in message and "--weights <path" in message
     assert "KERAS_HOME" in message and "~/.keras/models/" in message
     assert offline == [(name, transfer.KERAS_WEIGHTS_URL + SPECS[short].weights_file,
                         {"cache_subdir": "models", "file_hash": SPECS[short].weights_hash})]
@@ -158,7 +158,7 @@ def test_imagenet_offline_names_the_file(offline, short):
 
 @pytest.mark.parametrize("short", ["resnet18", "resnet34"])
 def test_imagenet_for_tinynet_resnets_is_an_error(offline, short):
-    with pytest.raises(TinynetError, match="no Keras ImageNet weights for .*source='torchvision'"):
+    with pytest.raises(TinynetError, match="no Keras ImageNet weights for .*--backbone-source torchvision"):
         get_model(BACKBONES[short], weights="imagenet", **SMALL)
     assert offline == []  # nothing was downloaded
 

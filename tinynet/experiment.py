@@ -305,6 +305,40 @@ def resolve_quick(args, experiment, preset=QuickPreset()):
     return args
 
 
+def check_input_flags(args):
+    """The input flags' combinations that cannot run, refused before the data is loaded (a
+    generated dataset would otherwise be written first)."""
+    from tinynet.data.device_input import check_device_input
+
+    data_on_device = getattr(args, "data_on_device", False)
+    check_device_input(getattr(args, "augment_on", "cpu"), data_on_device,
+                       getattr(args, "augment_backend", "imgaug"))
+    if data_on_device and getattr(args, "cache", "auto") == "none":
+        raise TinynetError("--data-on-device keeps the decoded training set on the accelerator, "
+                           "which needs it in memory first; drop --cache none (or "
+                           "--data-on-device)")
+
+
+BACKEND_PACKAGES = {"jax": ("jax", "JAX", "pip install jax"),
+                    "torch": ("torch", "PyTorch", "pip install torch")}
+
+
+def check_backend(backend, strategy="default"):
+    """Refuses a Keras backend whose package is not installed, and a ``tf.distribute``
+    strategy under a backend it cannot drive, before anything is imported or written."""
+    import importlib.util
+
+    if backend in BACKEND_PACKAGES:
+        module, name, install = BACKEND_PACKAGES[backend]
+        if importlib.util.find_spec(module) is None:
+            raise TinynetError(f"--backend {backend}: {name} is not installed here; {install}, "
+                               f"or choose --backend tensorflow")
+        if strategy != "default":
+            raise TinynetError(f"--strategy {strategy} is tf.distribute's, which drives only "
+                               f"the tensorflow backend; pass --backend tensorflow with it, or "
+                               f"drop --strategy to train on one device under {backend}")
+
+
 def set_up(args):
     """The run's one set-up step, after parsing and before anything loads data or builds a
     model: Keras' backend (``KERAS_BACKEND``, before Keras is imported), the logical devices
@@ -313,9 +347,11 @@ def set_up(args):
     start it; ``placement`` later gets the same strategy). Returns ``args``."""
     from tinynet.training.distribute import configure_devices, make_strategy, parse_devices
 
+    check_backend(getattr(args, "backend", None), getattr(args, "strategy", "default"))
     if hasattr(args, "backend"):
         chosen = os.environ.get("KERAS_BACKEND", "tensorflow")
         select_backend(None if args.backend == chosen else args.backend)
+    check_input_flags(args)
     for flag in ("devices", "model_parallel"):
         if getattr(args, flag, None):
             configure_devices(parse_devices(getattr(args, flag)))

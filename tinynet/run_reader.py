@@ -67,7 +67,14 @@ class RunReader:
                             f"({type(e).__name__}: {reason}); {self.damage_hint}")
 
     def read_text(self, name):
-        """A file's text; ``FileNotFoundError`` when it is missing."""
+        """A file's text; ``FileNotFoundError`` when it is missing, ``TinynetError`` when it is
+        not text (a damaged file)."""
+        try:
+            return self._read_text(name)
+        except UnicodeDecodeError as e:
+            raise self._unreadable(name, e) from None
+
+    def _read_text(self, name):
         path = self.file(name)
         try:
             if is_remote(path):

@@ -295,17 +295,54 @@ def open_study(args, optuna):
     """The study in ``args.storage`` (created with the default trial queued first), checked to
     be this search's."""
     url = args.storage or "sqlite:///" + os.path.abspath(os.path.join(args.study_dir, "study.db"))
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    engine_kwargs = ({"connect_args": {"timeout": SQLITE_TIMEOUT}} if url.startswith("sqlite")
+                     else {})
     try:
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs=engine_kwargs, heartbeat_interval=args.heartbeat,
             grace_period=2 * args.heartbeat,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback())
-    except Exception as e:  # bad URL, missing driver, unreachable server
-        shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
-        message = " ".join(str(e).replace(url, shown).split()) or type(e).__name__
-        raise TinynetError(f"cannot open the study storage {shown}: {message}") from None
+    except Exception as e:  # bad URL, missing driver, unreachable server, damaged file
+        raise storage_error(e, url) from None
     config = search_config(args)
+    try:
+        return _create_or_load(args, optuna, storage, config, url)
+    except TinynetError:
+        raise
+    except Exception as e:  # (a database locked by another process, met at the first write)
+        raise storage_error(e, url) from None
+
+
+SQLITE_TIMEOUT = 60  # seconds a SQLite study waits for another process's lock
+
+
+def storage_error(e, url):
+    """The ``TinynetError`` for what opening ``--storage`` met, naming the fix; the password
+    of a URL is never printed."""
+    shown = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+    text = " ".join(str(e).replace(url, shown).split()) or type(e).__name__
+    where = f"the study storage {shown}"
+    if "Could not parse" in text or type(e).__name__ == "ArgumentError":
+        fix = ("it is not a database URL; give sqlite:////abs/path/study.db or "
+               "postgresql://user@host/db, or leave --storage out (STUDY_DIR/study.db)")
+    elif "unable to open database file" in text:
+        fix = ("SQLite cannot create or open that file (its folder is missing or not "
+               "writable); create the folder, or leave --storage out (STUDY_DIR/study.db)")
+    elif "file is not a database" in text or "malformed" in text:
+        fix = ("the file is not a SQLite database (damaged, or another file); move it aside "
+               "and re-run to start the study again, or give another --storage")
+    elif "database is locked" in text:
+        fix = (f"another process holds it locked and kept it more than {SQLITE_TIMEOUT} s; "
+               f"wait for that process (another tools/tune.py, or a program with the file "
+               f"open) and re-run")
+    elif isinstance(e, ModuleNotFoundError):
+        fix = f"its database driver is not installed ({text}); pip install it"
+    else:
+        fix = text
+    return TinynetError(f"cannot open {where}: {fix}")
+
+
+def _create_or_load(args, optuna, storage, config, url):
     url = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)  # printed from here on
     try:
         study = optuna.create_study(storage=storage, study_name=args.study_name,
@@ -474,8 +511,12 @@ def requeue(args, study, optuna, number, stream):
 
 def run_search(args):
     optuna = _import_optuna()
-    prepare_study_dir(args.study_dir)
-    study = open_study(args, optuna)
+    if args.storage:  # its own database: checked before the study folder is made
+        study = open_study(args, optuna)
+        prepare_study_dir(args.study_dir)
+    else:  # the default database lives in the study folder
+        prepare_study_dir(args.study_dir)
+        study = open_study(args, optuna)
     S = optuna.trial.TrialState
     failed_in_a_row, waiting_said = 0, False
     while True:

@@ -124,6 +124,30 @@ def read_run_config(run_dir, which="best"):
     return config
 
 
+def load_model_file(path):
+    """``keras.models.load_model(path)``, with a missing or damaged file named in one line
+    (Keras says "File not found" of a file that is there but not a Keras archive)."""
+    import zipfile
+
+    import keras
+
+    from tinynet import io as tio
+
+    if not tio.exists(path):
+        raise TinynetError(f"{path} is missing: the run has not saved that model (it is "
+                           f"written when the run validates; finish or resume the run)")
+    local = tio.is_local(path)
+    if local and not zipfile.is_zipfile(path):
+        raise TinynetError(f"{path} is damaged: not a Keras archive (a .keras file is a zip); "
+                           f"restore it from a copy, or leave this run out")
+    try:
+        return keras.models.load_model(path)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise TinynetError(f"{path} is damaged: Keras cannot load it ({type(e).__name__}: "
+                           f"{reason}); restore it from a copy, or leave this run out") from None
+
+
 def load_run(run_dir, which="best", skip_corrupt=False, data=None):
     """The run in ``run_dir``: its config, its ``which`` ("best" or "final") saved model and
     its dataset rebuilt from the registry, or ``data`` (a ``TrainData`` another run loaded)
@@ -144,5 +168,5 @@ def load_run(run_dir, which="best", skip_corrupt=False, data=None):
     elif dataset_identity(spec) != dataset_identity(data.spec):
         raise TinynetError(f"{run_dir} was trained on {dataset_identity(spec)}, not on the "
                            f"given {dataset_identity(data.spec)}")
-    model = keras.models.load_model(tio.join(run_dir, f"{which}_model.keras"))
+    model = load_model_file(tio.join(run_dir, f"{which}_model.keras"))
     return LoadedRun(run_dir=str(run_dir), config=config, model=model, data=data)

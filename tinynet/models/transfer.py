@@ -198,8 +198,8 @@ def _download_imagenet_weights(backbone, spec):
     if spec.weights_file is None:
         raise TinynetError(
             f"no Keras ImageNet weights for {backbone}: keras.applications has no "
-            f"{backbone}; torchvision's are source='torchvision' (--backbone-source "
-            f"torchvision), or use weights=None or a weights file (weights=<path>)")
+            f"{backbone}; torchvision's are --backbone-source torchvision, or pass "
+            f"--weights none or --weights <a weights file>")
     name = os.path.basename(spec.weights_file)
     try:
         return keras.utils.get_file(name, KERAS_WEIGHTS_URL + spec.weights_file,
@@ -210,7 +210,7 @@ def _download_imagenet_weights(backbone, spec):
             f"in $KERAS_HOME/models/ (default ~/.keras/models/, here "
             f"{os.path.dirname(imagenet_weights_path(backbone))}); download it from "
             f"{KERAS_WEIGHTS_URL}{spec.weights_file} into that folder and re-run, or pass "
-            f"weights=<path to {name}> ({_summary(error)})") from error
+            f"--weights <path to {name}> ({_summary(error)})") from error
 
 
 def _summary(error, limit=300):

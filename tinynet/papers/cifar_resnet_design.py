@@ -43,6 +43,7 @@ import argparse
 import os
 import dataclasses
 
+from tinynet.errors import TinynetError
 from tinynet.evaluation.reports import figure, paper_record
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
                                 load_data, positive_int, program_name, resolve_quick,
@@ -250,8 +251,20 @@ def parse_args(argv=None):
     return args
 
 
+def check_model(name):
+    """An unknown --model, refused before the data is loaded (after set_up: the model registry
+    imports Keras, which must wait for --backend)."""
+    from tinynet.models import list_models
+
+    if name not in list_models():
+        rows = [m for m in list_models() if m.startswith("nyu_resnet")]
+        raise TinynetError(f"--model {name}: no such model; the Table 1 rows are "
+                           f"{', '.join(rows)}")
+
+
 def main(argv=None):
     args = set_up(parse_args(argv))
+    check_model(args.model)
     model_kwargs = {"batch_norm": batch_norm(args)}
     data = load_data(args)
     if args.sweep_optimizers:

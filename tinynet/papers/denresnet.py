@@ -60,7 +60,8 @@ import argparse
 import os
 
 from tinynet.experiment import (OneLineParser, QuickPreset, add_common_arguments,
-                                non_negative_int, positive_float, positive_int, program_name,
+                                non_negative_int, number_in, positive_float, positive_int,
+                                program_name,
                                 resolve_quick, run_experiment, set_up)
 from tinynet.errors import TinynetError
 from tinynet.evaluation.reports import figure
@@ -101,6 +102,11 @@ FIGURES = ENSEMBLE_FIGURES + [RESNET18_FIGURE]
 # few dozen steps before validation leaves chance (2 epochs of 3 steps stay at 0.05 on 20
 # classes; these reach about 0.7)
 QUICK = QuickPreset(width=1.0, steps_per_epoch=10, epochs_scale=4 / 50)
+# --image-size: keras.applications' smallest input (tinynet.models.transfer.MIN_IMAGE_SIZE,
+# not imported here: that imports Keras before --backend is chosen) up to 4.6x ImageNet's 224,
+# past which a batch's activations exceed any GPU's memory and the run would die in its first
+# step with an out-of-memory traceback
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 QUICK_MODEL = {"backbone": "resnet18", "image_size": 32, "weights": "none", "batch_size": 32}
 
 
@@ -181,9 +187,13 @@ def build_parser():
                              "paper's model-zoo networks, built exactly) or keras "
                              "(keras.applications' ResNet v1/v2 and DenseNet121: not the "
                              "paper's)")
-    parser.add_argument("--image-size", type=positive_int, default=None,
+    parser.add_argument("--image-size", type=number_in(
+                            "an image size in pixels", MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+                            integer=True, accepted=f"{MIN_IMAGE_SIZE} (keras.applications' "
+                            f"smallest input) to {MAX_IMAGE_SIZE}; the ImageNet backbones were "
+                            f"trained at 224"), default=None,
                         help="the size images are scaled up to inside the model (default 224; "
-                             "the paper does not say)")
+                             f"the paper does not say; {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE})")
     parser.add_argument("--dropout", type=float, default=0.0,
                         help="dropout before the new head (default 0: the paper names none)")
     parser.add_argument("--plateau-patience", type=non_negative_int, default=2,

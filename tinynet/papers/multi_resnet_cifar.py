@@ -219,6 +219,10 @@ def parse_args(argv=None):
     args = resolve(parser.parse_args(argv))
     if not args.dataset.endswith(("cifar10", "cifar100")):
         parser.error(f"Multi-ResNet trains on CIFAR-10 or -100, not {args.dataset!r}")
+    if args.block == "bottleneck" and args.shortcut == "A":
+        parser.error("--shortcut A does not go with --block bottleneck: that family always "
+                     "projects with a 1x1 convolution at stage starts (multi-resnet.lua has no "
+                     "type A shortcut); drop --shortcut, or pass --shortcut B")
     return args
 
 

@@ -169,4 +169,10 @@ def read_checkpoint_arrays(path, meta_key="paths"):
         return arrays.pop(meta_key), arrays
     except (OSError, tf.errors.OpError, zipfile.BadZipFile, EOFError, KeyError,
             ValueError) as e:
-        raise ValueError(f"{path} is unreadable ({type(e).__name__}: {e})") from None
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            # NumPy's reason for bytes that are not an .npz: "... unsafely using
+            # allow_pickle=True", advice a damaged checkpoint must not repeat
+            reason = "not a NumPy .npz archive: damaged, or not a checkpoint tinynet wrote"
+        else:
+            reason = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        raise ValueError(f"{path} is unreadable ({reason})") from None

@@ -42,6 +42,9 @@ from tinynet.errors import TinynetError
 
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
+MAX_LOGICAL_CPUS = 64  # beyond, TensorFlow takes minutes to set them up (and they share cores)
+
+
 def parse_devices(text):
     """``--devices`` / ``--model-parallel``: ``"GPU:0,GPU:1"`` -> normalised names, or a count
     ``"4"`` -> 4. Duplicates are refused."""
@@ -83,8 +86,15 @@ def configure_devices(devices):
                            f"{len(gpus)} GPU(s) (CPU:N devices can be made up on any machine)")
     if any(device_index(d, "TPU") is not None for d in devices):
         raise TinynetError("TPU devices are used through --strategy tpu, not named")
-    ensure_logical_cpus(1 + max([i for i in (device_index(d, "CPU") for d in devices)
-                                 if i is not None] or [0]))
+    cpus = 1 + max([i for i in (device_index(d, "CPU") for d in devices) if i is not None]
+                   or [0])
+    if cpus > MAX_LOGICAL_CPUS:
+        raise TinynetError(f"--devices: {cpus} CPU devices asked for on a machine without GPUs "
+                           f"for them; logical CPU devices share this machine's "
+                           f"{os.cpu_count()} cores and at most {MAX_LOGICAL_CPUS} are made "
+                           f"(they test multi-device code; pass a count up to "
+                           f"{MAX_LOGICAL_CPUS})")
+    ensure_logical_cpus(cpus)
     return devices
 
 

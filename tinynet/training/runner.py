@@ -299,7 +299,8 @@ def _initialise_from(parent_dir, model, optimizer, identity, spec, log):
     try:
         meta, arrays = checkpoint.read_checkpoint(path)
     except ValueError as e:
-        raise TinynetError(f"cannot continue from {parent_dir}: its final checkpoint {e}") from None
+        raise TinynetError(f"cannot continue from {parent_dir}: its final checkpoint {e}; "
+                           f"restore that file, or continue another finished run") from None
     checkpoint.restore_variables(model, optimizer, meta, arrays, path)
     optimizer.iterations.assign(0)
     log(f"initialised from {path} ({meta['completed_epochs']} epochs of {parent_dir})")
