@@ -86,7 +86,7 @@ def test_in_epoch_callback_saves_on_schedule_and_stops_on_sigterm():
     during_validation.on_epoch_begin(3)
     for step in range(5):
         during_validation.on_train_batch_end(step)
-    flag.received = signal.SIGTERM  # after the epoch's last step: validation was running
+    flag.received = signal.SIGTERM  # after the validation: the epoch's checkpoint is written
     with pytest.raises(Preempted):
         during_validation.on_epoch_end(3)
     assert saved == [] and "stopped after epoch 4" in said[-1] and "ckpt-00004.npz" in said[-1]
