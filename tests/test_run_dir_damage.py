@@ -284,3 +284,29 @@ def test_restart_keeps_a_finished_run_aside_and_discards_an_unfinished_one(refer
     assert not [n for n in os.listdir(unfinished) if n.startswith(PREVIOUS_RUN)]
     assert any("removing the unfinished run" in l for l in lines)
     assert_same_final(unfinished, reference)
+
+
+def test_restart_keeps_a_finished_run_aside_on_an_object_store(reference):
+    """On a store where a folder cannot be renamed (``gs://``; ``ram://`` stands in for it)
+    the finished run is copied file by file into ``previous-run-*/`` and only then removed,
+    every file and subfolder (checkpoints/, plots/) as it was."""
+    import tensorflow as tf
+
+    from tinynet.training.rundir import RunDirectory
+
+    gfile = tf.io.gfile
+    run_dir = "ram://restart-aside/run"
+    before = snapshot(reference)
+    for name, content in before.items():
+        gfile.makedirs(os.path.dirname(f"{run_dir}/{name}"))
+        with gfile.GFile(f"{run_dir}/{name}", "wb") as f:
+            f.write(content)
+    kept = RunDirectory(run_dir).move_aside()
+
+    moved = {}
+    for folder, _, files in gfile.walk(kept):
+        for name in files:
+            with gfile.GFile(f"{folder}/{name}", "rb") as f:
+                moved[f"{folder}/{name}"[len(kept) + 1:]] = f.read()
+    assert moved == before
+    assert [n.rstrip("/") for n in gfile.listdir(run_dir)] == [os.path.basename(kept)]

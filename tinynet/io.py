@@ -118,22 +118,21 @@ def rmtree(path):
 
 
 def move(source, target):
-    """Moves a file or folder: one rename on a local disk; a copy, then the removal of the
-    source, where rename cannot move folders (gs://)."""
+    """Moves a file or folder: one rename on a local disk; where rename cannot move folders
+    (gs://), a copy of every file, then the removal of the source."""
+    source, target = str(source).rstrip("/"), str(target).rstrip("/")
     if is_local(source) and is_local(target):
         os.rename(source, target)
         return
-    if not gfile.isdir(str(source)):
-        gfile.rename(str(source), str(target))
+    if not gfile.isdir(source):
+        gfile.rename(source, target)
         return
-    for folder, _, files in gfile.walk(str(source)):
-        relative = os.path.relpath(folder, str(source)) if is_local(folder) else \
-            folder[len(str(source)):].lstrip("/")
-        gfile.makedirs(join(target, relative) if relative not in ("", ".") else str(target))
+    for folder, _, files in gfile.walk(source):
+        destination = target + folder.rstrip("/")[len(source):]  # walk yields full paths
+        gfile.makedirs(destination)
         for name in files:
-            gfile.copy(join(folder, name), join(target, relative, name) if relative not in
-                       ("", ".") else join(target, name), overwrite=True)
-    gfile.rmtree(str(source))
+            gfile.copy(join(folder, name), join(destination, name), overwrite=True)
+    gfile.rmtree(source)
 
 
 def read_text(path):
