@@ -4,14 +4,16 @@ the plateau rule's state and the best model across a resume inside an epoch."""
 import json
 import os
 import signal
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from tinynet.papers import denresnet
 
-from conftest import cli_error, run_script, run_script_and_kill_at
+from conftest import REPO, cli_error, run_script, run_script_and_kill_at
 from shared_runs import keras_home
 
 SCRIPT = "denresnet.py"
@@ -128,6 +130,41 @@ def test_plateau_state_and_best_model_survive_a_resume_inside_an_epoch(quick_dat
     for got, want in zip(saved_weights(run_dir / "best_model.keras"),
                          saved_weights(ref_dir / "best_model.keras")):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow  # (a fresh interpreter signalled mid-run)
+def test_sigterm_during_the_evaluation_after_training_exits_at_once_and_is_redone(
+        shared, tmp_path):
+    """Once training has ended SIGTERM keeps its default, so a signal anywhere in the
+    post-training (10-crop) evaluation ends the process at once; evaluation.json is written
+    atomically, so it is absent, not partial, and the same command evaluates again (training
+    is complete) and writes what the uninterrupted run wrote."""
+    from shared_runs import QUICK_TEST_FLAGS, copy_run
+    from tinynet.io import PAUSE_ENV
+
+    reference, _ = shared.quick("denresnet")
+    run_dir = copy_run(reference, tmp_path / "run")
+    os.remove(run_dir / "evaluation.json")
+    args = ["--quick", *QUICK_TEST_FLAGS["denresnet"], "--data-dir", shared.data("denresnet"),
+            "--run-dir", run_dir]
+    env = dict(os.environ, **{PAUSE_ENV: "120:evaluation.json"})
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "experiments", SCRIPT),
+                             *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    for line in proc.stderr:
+        if line.startswith("tinynet-test: paused before rename"):
+            break
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM and time.monotonic() - signalled < 10
+    assert not (run_dir / "evaluation.json").exists()
+
+    again = run_script(SCRIPT, *args)
+    assert "val ten crop: top-1" in again.stdout
+    assert json.loads((run_dir / "evaluation.json").read_text()) == \
+        json.loads((reference / "evaluation.json").read_text())
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".tmp-")]
 
 
 def test_torchvision_backbones_are_the_transfer_modules():
