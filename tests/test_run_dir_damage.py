@@ -171,6 +171,24 @@ def test_a_disk_that_fills_mid_run_loses_nothing_and_resumes(reference, data, tm
     assert_same_final(run_dir, reference)
 
 
+def test_a_run_killed_before_its_first_checkpoint_leaves_no_temporary_file(reference, data,
+                                                                             tmp_path):
+    """A kill inside the first writes (config.json, lr.csv) leaves ``.tmp-*`` files and no
+    checkpoint; the next start is then a fresh start, and must remove them too (issue 22: a
+    SIGKILLed --continue-epochs run ended with a ``.tmp-*`` file beside its results)."""
+    run_dir = tmp_path / "run"
+    (run_dir / "plots").mkdir(parents=True)
+    leftovers = [run_dir / ".tmp-1a2b-config.json", run_dir / ".tmp-3c4d-lr.csv",
+                 run_dir / ".tmp-5e6f-final_model.keras"]
+    for path in leftovers:
+        path.write_bytes(b"half a write")
+    (run_dir / "notes.txt").write_text("the user's own file")
+    train(data, run_dir)
+    assert not [p for p in leftovers if p.exists()]
+    assert (run_dir / "notes.txt").read_text() == "the user's own file"
+    assert_same_final(run_dir, reference)
+
+
 def test_a_disk_too_full_at_the_start_says_how_much_a_checkpoint_needs(data, tmp_path,
                                                                        monkeypatch):
     from tinynet import io as tio

@@ -493,8 +493,9 @@ def resume_or_start(run):
     """Restores the newest readable checkpoint into the model, its optimizer and the
     ``TrainingState`` (repairing the files a kill left behind it), or starts: from a parent
     run's final checkpoint under ``init_from``, else from the built model; a run directory
-    whose every checkpoint is unreadable is refused. Then writes config.json if missing and
-    checks the disk can hold the next epoch's files."""
+    whose every checkpoint is unreadable is refused. Either way the ``.tmp-*`` files of writes
+    a kill interrupted are removed. Then writes config.json if missing and checks the disk can
+    hold the next epoch's files."""
     rd, protocol, log, settings = run.rd, run.protocol, run.log, run.settings
     run_dir = settings.run_dir
     found = None if settings.restart and not run.chief else rd.latest_checkpoint(log)
@@ -528,6 +529,8 @@ def resume_or_start(run):
     else:
         if run.resuming and run.chief:
             _refuse_starting_over(rd, run_dir)
+        # a run killed before its first checkpoint starts again here, over its half-writes
+        rd.remove_temporary_files()
         optimizer = run.use_optimizer_of(0)
         if settings.init_from:
             run.parent = _initialise_from(settings.init_from, run.model, optimizer, run.identity,
