@@ -177,7 +177,7 @@ def test_a_run_killed_before_its_first_checkpoint_leaves_no_temporary_file(refer
     checkpoint; the next start is then a fresh start, and must remove them too (issue 22: a
     SIGKILLed --continue-epochs run ended with a ``.tmp-*`` file beside its results)."""
     run_dir = tmp_path / "run"
-    (run_dir / "plots").mkdir(parents=True)
+    run_dir.mkdir()
     leftovers = [run_dir / ".tmp-1a2b-config.json", run_dir / ".tmp-3c4d-lr.csv",
                  run_dir / ".tmp-5e6f-final_model.keras"]
     for path in leftovers:

@@ -518,7 +518,6 @@ def resume_or_start(run):
         rd.write_lr(run.state.lrs)
         if not run.state.steps_done:  # (inside an epoch the model is past the epoch that set them)
             run.write_best_files(run.completed)
-        rd.remove_temporary_files()
         steps = run.state.steps_done
         log(f"resuming {run_dir} from {os.path.basename(path)}: "
             f"{run.completed}/{protocol.total_epochs} epochs done"
@@ -529,12 +528,13 @@ def resume_or_start(run):
     else:
         if run.resuming and run.chief:
             _refuse_starting_over(rd, run_dir)
-        # a run killed before its first checkpoint starts again here, over its half-writes
-        rd.remove_temporary_files()
         optimizer = run.use_optimizer_of(0)
         if settings.init_from:
             run.parent = _initialise_from(settings.init_from, run.model, optimizer, run.identity,
                                           protocol.optimizer_spec(0), log)
+    # what writes a kill interrupted left, whether or not a checkpoint followed them (after
+    # the refusals above, which leave the folder as it was)
+    rd.remove_temporary_files()
     if rd.writable and not rd.has_config():
         if run.resuming:
             log(f"note: {run_dir} had lost its config.json; it is written again from this "
